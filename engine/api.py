@@ -1,0 +1,167 @@
+"""The engine's one entry point: run, resume and describe. The CLI and the TUI both use this.
+
+Errors a person can fix (bad config, missing data, no GPU, unwritable runs dir, unknown run) are
+raised as CltuiError subclasses *before* anything is written. A failure during training is
+recorded in the run (status 'failed', the error text) and returned, not raised.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import traceback
+from collections.abc import Callable, Iterable
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+import torch
+
+from engine import events as ev
+from engine.benchmarks.base import BENCHMARKS, Benchmark
+from engine.catalog import load_all
+from engine.checkpoint import load_checkpoint
+from engine.config import RunConfig, config_from_dict, config_to_dict
+from engine.data.paths import resolve_data_dir
+from engine.env import environment, resolve_device
+from engine.errors import RunStoreError
+from engine.loop import Trainer
+from engine.methods.base import METHODS, MethodContext
+from engine.models.base import build_model
+from engine.rng import seed_everything
+from engine.store import RunStore, RunWriter, pid_alive, read_run
+
+
+@dataclass(frozen=True)
+class RunResult:
+    run_id: str
+    run_dir: Path
+    status: str
+    metrics: dict[str, float]
+    acc: np.ndarray
+    error: str = ""
+
+
+def build_trainer(cfg: RunConfig, data_dir: Path, emit: Callable[[Any], None], run_dir: Path | None = None,
+                  store_counts: Callable[[], tuple[int, int]] | None = None) -> tuple[Trainer, torch.device]:
+    """Device, data, model, method and loop for `cfg` (seeds every RNG first)."""
+    load_all()
+    device = resolve_device(cfg.device)
+    seed_everything(cfg.seed)
+    bench: Benchmark = BENCHMARKS.get(cfg.benchmark.name)(cfg.benchmark.options, device, data_dir, cfg.seed)
+    model = build_model(cfg.model.name, cfg.model.options, bench.spec).to(device)
+    ctx = MethodContext(model=model, benchmark=bench, device=device, training=cfg.training, seed=cfg.seed)
+    method = METHODS.get(cfg.method.name)(cfg.method.options, ctx)
+    return Trainer(cfg, bench, model, method, device, emit, run_dir, store_counts), device
+
+
+@contextmanager
+def _stop_on_signals(trainer: Trainer) -> Iterator[None]:
+    """Ctrl-C / SIGTERM ask the loop to checkpoint and stop at the next step; a second Ctrl-C aborts."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def ask_stop(signum: int, frame: Any) -> None:
+        if trainer.stop_requested and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        trainer.stop_requested = True
+
+    old = {s: signal.signal(s, ask_stop) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)
+
+
+def _fanout(sinks: Iterable[Callable[[Any], None]]) -> Callable[[Any], None]:
+    sinks = list(sinks)
+
+    def emit(event: Any) -> None:
+        for s in sinks:
+            s(event)
+
+    return emit
+
+
+def _execute(trainer: Trainer, writer: RunWriter, emit: Callable[[Any], None], stop_at_step: int | None) -> RunResult:
+    run_dir = writer.path.parent
+    try:
+        with _stop_on_signals(trainer):
+            status = trainer.run(stop_at_step=stop_at_step)
+        error = ""
+    except Exception as e:  # recorded in the run; the caller shows one line
+        error = f"{type(e).__name__}: {e}"
+        emit(ev.RunFailed(error + "\n" + traceback.format_exc()))
+        status = "failed"
+    finally:
+        writer.set_elapsed(trainer.elapsed)
+        writer.close()
+    return RunResult(run_dir.name, run_dir, status, trainer.metrics(), trainer.acc.copy(), error)
+
+
+def run(cfg: RunConfig, runs_dir: Path, data_dir: str | Path | None = None,
+        sinks: Iterable[Callable[[Any], None]] = (), group: str = "", stop_at_step: int | None = None) -> RunResult:
+    """Start a new run of `cfg` under `runs_dir`; returns when it finishes, fails or is interrupted."""
+    store = RunStore(runs_dir)
+    resolve_device(cfg.device)  # fail on a missing GPU before touching anything
+    store.check_writable()
+    run_id, run_dir = store.new_run_dir(cfg.name, cfg.seed)
+    holder: dict[str, RunWriter] = {}
+    sinks = list(sinks)
+    emit = _fanout([lambda e: holder["w"](e) if "w" in holder else None, *sinks])
+    trainer, device = build_trainer(cfg, resolve_data_dir(data_dir), emit, run_dir,
+                                    store_counts=lambda: holder["w"].counts())
+    env = environment(device)
+    env["data_source"] = trainer.bench.source
+    env["method_info"] = trainer.method.describe()
+    writer = RunWriter.create(run_dir, run_id=run_id, config=config_to_dict(cfg), environment=env,
+                              task_names=trainer.bench.task_names, phase_tasks=trainer.phase_tasks,
+                              phase_steps=trainer.phase_steps, group=group)
+    holder["w"] = writer
+    emit(ev.RunStarted(run_id, str(run_dir), config_to_dict(cfg), trainer.bench.task_names, trainer.phase_tasks,
+                       trainer.phase_steps, str(device)))
+    return _execute(trainer, writer, emit, stop_at_step)
+
+
+def resume(run_ref: str, runs_dir: Path, data_dir: str | Path | None = None,
+           sinks: Iterable[Callable[[Any], None]] = (), stop_at_step: int | None = None) -> RunResult:
+    """Continue a stored run from its last checkpoint, to exactly the result of an uninterrupted run."""
+    run_dir = RunStore(runs_dir).find(run_ref)
+    rec = read_run(run_dir, with_series=False)
+    if rec.status == "finished":
+        raise RunStoreError(f"run {rec.run_id} already finished; nothing to resume.")
+    if rec.status == "running" and pid_alive(rec.pid) and rec.pid != os.getpid():
+        raise RunStoreError(f"run {rec.run_id} is still running (pid {rec.pid}); watch it with: cltui watch {rec.run_id}")
+    state = load_checkpoint(run_dir)
+    cfg = config_from_dict(state["config"], where=f"checkpoint of {rec.run_id}")
+    resolve_device(cfg.device)
+    holder: dict[str, RunWriter] = {}
+    sinks = list(sinks)
+    emit = _fanout([lambda e: holder["w"](e) if "w" in holder else None, *sinks])
+    trainer, device = build_trainer(cfg, resolve_data_dir(data_dir), emit, run_dir,
+                                    store_counts=lambda: holder["w"].counts())
+    trainer.load_state_dict(state)
+    writer = RunWriter.reopen(run_dir, *state["loop"]["store_counts"])
+    # Rows evaluated after the checkpoint belong to the abandoned continuation: reset them.
+    writer.f["acc"][:] = trainer.acc
+    writer.f["phase_seconds"][:] = trainer.phase_seconds
+    writer.f["progress"][0] = trainer.global_step
+    holder["w"] = writer
+    emit(ev.RunStarted(rec.run_id, str(run_dir), config_to_dict(cfg), trainer.bench.task_names, trainer.phase_tasks,
+                       trainer.phase_steps, str(device), resumed_at_step=trainer.global_step))
+    return _execute(trainer, writer, emit, stop_at_step)
+
+
+def describe(cfg: RunConfig, data_dir: str | Path | None = None) -> dict[str, Any]:
+    """Sizes of what `cfg` would build (tasks, parameters), without training."""
+    trainer, device = build_trainer(cfg, resolve_data_dir(data_dir), lambda e: None)
+    return {
+        "device": str(device), "tasks": trainer.bench.task_names, "phases": trainer.phase_steps,
+        "model_params": trainer.model.num_params(), "data_source": trainer.bench.source,
+        **trainer.method.describe(),
+    }

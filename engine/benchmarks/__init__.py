@@ -1,0 +1,1 @@
+"""Benchmarks: task sequences held as tensors on the run's device (see base.py for the interface)."""

@@ -1,0 +1,227 @@
+"""The one strict schema of a run, loaded from a TOML preset plus `--set key=value` overrides.
+
+A preset states only what differs from the defaults below. Component tables (`[benchmark]`,
+`[model]`, `[method]`) hold a `name` and that component's own options, validated against the
+dataclass registered for the name. Torch-free.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import sys
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any, Literal
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+from engine.benchmarks.options import BENCHMARK_OPTIONS
+from engine.errors import ConfigError
+from engine.methods.options import METHOD_OPTIONS
+from engine.models.options import MODEL_OPTIONS
+from engine.registry import Registry
+from engine.schema import SchemaError, build, opt, to_dict
+
+FORMAT_VERSION = 1
+
+
+@dataclass(frozen=True)
+class TrainingConfig:
+    steps_per_task: int = opt(1000, "optimizer steps per task (n_iter); multitask runs this × num_tasks")
+    batch_size: int = opt(128, "training batch size")
+    optimizer: Literal["adam", "sgd"] = opt("adam", "optimizer")
+    lr: float = opt(1e-3, "learning rate")
+    adam_beta1: float = opt(0.9, "Adam β1")
+    adam_beta2: float = opt(0.999, "Adam β2")
+    momentum: float = opt(0.0, "SGD momentum")
+    weight_decay: float = opt(0.0, "L2 weight decay inside the optimizer")
+    reset_optimizer: bool = opt(True, "create a fresh optimizer at every task (the reference behaviour)")
+    clip_grad_norm: float = opt(-1.0, "global L2 gradient-norm clip; -1 = off")
+    log_every: int = opt(10, "record training scalars every N steps")
+
+    def __post_init__(self) -> None:
+        if self.steps_per_task < 1 or self.batch_size < 1 or self.log_every < 1:
+            raise ValueError("steps_per_task, batch_size and log_every must be positive")
+        if self.lr <= 0:
+            raise ValueError("lr must be positive")
+
+
+@dataclass(frozen=True)
+class EvaluationConfig:
+    curve_every: int = opt(100, "evaluate all seen tasks on a fixed subset every N steps (0 = off)")
+    curve_samples: int = opt(500, "size of the fixed per-task test subset used for curves")
+    batch_size: int = opt(2000, "evaluation batch size")
+    initial: bool = opt(True, "test the untrained network on every task first (needed for forward transfer)")
+
+    def __post_init__(self) -> None:
+        if self.curve_every < 0 or self.curve_samples < 1 or self.batch_size < 1:
+            raise ValueError("curve_every >= 0, curve_samples >= 1 and batch_size >= 1 required")
+
+
+@dataclass(frozen=True)
+class CheckpointConfig:
+    every_task: bool = opt(True, "write a checkpoint at every task end")
+    every_steps: int = opt(0, "also write one every N steps inside a task (0 = off)")
+    on_interrupt: bool = opt(True, "write a checkpoint when the run is interrupted (Ctrl-C, SIGTERM)")
+
+
+@dataclass(frozen=True)
+class Reference:
+    during: float | None = opt(None, "published during accuracy (%)")
+    final: float | None = opt(None, "published final accuracy (%)")
+    source: str = opt("", "where the number comes from")
+    notes: str = opt("", "caveats, e.g. why a value is not meaningful")
+    final_meaningful: bool = opt(True, "False when the published 'final' is not a meaningful number")
+
+
+@dataclass(frozen=True)
+class Component:
+    """A registered component: its name and its validated options dataclass."""
+
+    name: str
+    options: Any
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    name: str = opt("custom", "preset name")
+    description: str = opt("", "one line on what this experiment is")
+    seed: int = opt(0, "random seed of the run (torch, numpy, python, batch order)")
+    device: Literal["auto", "cpu", "cuda"] = opt("auto", "'auto' = CUDA when present, else CPU")
+    benchmark: Component = opt(None, "benchmark table")
+    model: Component = opt(None, "model table")
+    method: Component = opt(None, "method table")
+    training: TrainingConfig = opt(TrainingConfig(), "optimisation")
+    evaluation: EvaluationConfig = opt(EvaluationConfig(), "evaluation")
+    checkpoint: CheckpointConfig = opt(CheckpointConfig(), "checkpointing")
+    reference: Reference = opt(Reference(), "published result this preset reproduces")
+
+
+COMPONENTS: dict[str, tuple[Registry[type], str]] = {
+    "benchmark": (BENCHMARK_OPTIONS, "split_mnist"),
+    "model": (MODEL_OPTIONS, "mlp"),
+    "method": (METHOD_OPTIONS, "finetune"),
+}
+_PLAIN = {"training": TrainingConfig, "evaluation": EvaluationConfig, "checkpoint": CheckpointConfig, "reference": Reference}
+_TOP = {"name": str, "description": str, "seed": int, "device": None}
+
+
+def _validate(raw: dict[str, Any]) -> RunConfig:
+    """Dict → RunConfig; raises SchemaError with the offending key path."""
+    known = list(_TOP) + list(COMPONENTS) + list(_PLAIN)
+    top: dict[str, Any] = {}
+    for key, value in raw.items():
+        if key not in known:
+            build(RunConfig, {key: value})  # raises "unknown key" with suggestions
+        if key in _TOP:
+            top[key] = value
+    cfg = build(RunConfig, top)
+    updates: dict[str, Any] = {}
+    for key, (registry, default) in COMPONENTS.items():
+        table = dict(raw.get(key, {}))
+        if not isinstance(raw.get(key, {}), dict):
+            raise SchemaError(key, f"{key} should be a table")
+        name = table.pop("name", default)
+        if not isinstance(name, str):
+            raise SchemaError(f"{key}.name", f"{key}.name should be a string")
+        try:
+            cls = registry.get(name)
+        except ConfigError as e:
+            raise SchemaError(f"{key}.name", str(e)) from None
+        updates[key] = Component(name, build(cls, table, key))
+    for key, cls in _PLAIN.items():
+        updates[key] = build(cls, raw.get(key, {}), key)
+    return replace(cfg, **updates)
+
+
+def config_to_dict(cfg: RunConfig) -> dict[str, Any]:
+    """The resolved config as plain data: component tables flattened to {name, **options}."""
+    out: dict[str, Any] = {}
+    for key in ("name", "description", "seed", "device"):
+        out[key] = getattr(cfg, key)
+    for key in COMPONENTS:
+        comp: Component = getattr(cfg, key)
+        out[key] = {"name": comp.name, **to_dict(comp.options)}
+    for key in _PLAIN:
+        out[key] = to_dict(getattr(cfg, key))
+    out["reference"] = {k: v for k, v in out["reference"].items() if v is not None}
+    return out
+
+
+def config_from_dict(raw: dict[str, Any], where: str = "stored config") -> RunConfig:
+    """Validate plain data (a preset table or a stored config) into a RunConfig."""
+    try:
+        return _validate(raw)
+    except SchemaError as e:
+        raise ConfigError(f"{where}: {e.message}") from None
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """'method.lambda=1e7' → (['method', 'lambda'], 1e7). Values are TOML; bare words are strings."""
+    if "=" not in text:
+        raise ConfigError(f"--set {text!r}: expected KEY=VALUE, e.g. --set training.lr=0.001")
+    key, _, value = text.partition("=")
+    key, value = key.strip(), value.strip()
+    if not key or any(not part for part in key.split(".")):
+        raise ConfigError(f"--set {text!r}: empty key; write e.g. --set training.lr=0.001")
+    try:
+        parsed = tomllib.loads(f"v = {value}")["v"]
+    except tomllib.TOMLDecodeError:
+        parsed = value  # a bare word such as cpu or ewc
+    return key.split("."), parsed
+
+
+def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> tuple[dict[str, Any], set[str]]:
+    """A deep copy of `raw` with every `--set` applied; also returns the overridden key paths."""
+    out = copy.deepcopy(raw)
+    paths: set[str] = set()
+    for text in overrides:
+        keys, value = parse_override(text)
+        node = out
+        for k in keys[:-1]:
+            nxt = node.setdefault(k, {})
+            if not isinstance(nxt, dict):
+                raise ConfigError(f"--set {text!r}: {k!r} is a value, not a table")
+            node = nxt
+        node[keys[-1]] = value
+        paths.add(".".join(keys))
+    return out, paths
+
+
+def read_toml(path: Path) -> dict[str, Any]:
+    """Parse a TOML file; syntax errors become one-line ConfigErrors naming the file."""
+    try:
+        with open(path, "rb") as f:
+            return tomllib.load(f)
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"{path}: invalid TOML: {e}") from None
+    except OSError as e:
+        raise ConfigError(f"cannot read {path}: {e.strerror}") from None
+
+
+def load_config(
+    raw: dict[str, Any], source: str, overrides: list[str] | None = None, seed: int | None = None,
+    device: str | None = None,
+) -> RunConfig:
+    """Validate a preset's table plus overrides. Errors name the file or the --set that caused them."""
+    merged, paths = apply_overrides(raw, overrides or [])
+    if seed is not None:
+        merged["seed"] = seed
+    if device is not None:
+        merged["device"] = device
+    try:
+        return _validate(merged)
+    except SchemaError as e:
+        # An error belongs to an override when its key path and the override's overlap.
+        from_set = any(e.path == p or e.path.startswith((p + ".", p + "[")) or p.startswith(e.path + ".")
+                       for p in paths)
+        origin = "--set" if from_set else source
+        raise ConfigError(f"{origin}: {e.message}") from None
+
+
+def config_json(cfg: RunConfig) -> str:
+    return json.dumps(config_to_dict(cfg), indent=1, sort_keys=False)

@@ -1,0 +1,107 @@
+"""Typed progress events: the engine's only way of reporting what it does.
+
+The training loop emits these to sinks (the run store, the console view, tests). Nobody parses
+log text. Torch-free, plain dataclasses with plain-Python fields.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class RunStarted:
+    run_id: str
+    run_dir: str
+    config: dict[str, Any]
+    task_names: list[str]
+    phase_tasks: list[list[int]]
+    """Tasks trained in each phase (one task per phase, except multitask)."""
+    phase_steps: list[int]
+    device: str
+    resumed_at_step: int = 0
+
+
+@dataclass(frozen=True)
+class PhaseStarted:
+    phase: int
+    tasks: list[int]
+    steps: int
+    first_step: int
+    """Global step index at which this phase starts."""
+
+
+@dataclass(frozen=True)
+class StepLogged:
+    step: int
+    """Global step (1-based count of optimizer steps done)."""
+    phase: int
+    values: dict[str, float]
+    steps_per_sec: float
+
+
+@dataclass(frozen=True)
+class CurvePoint:
+    step: int
+    accuracy: list[float]
+    """Accuracy (%) of every task on its fixed subset; NaN for tasks not seen yet."""
+
+
+@dataclass(frozen=True)
+class InitialEvaluated:
+    accuracy: list[float]
+    """Untrained network on every task (the b_j of forward transfer)."""
+
+
+@dataclass(frozen=True)
+class PhaseEvaluated:
+    phase: int
+    accuracy: list[float]
+    """Row `phase` of the accuracy matrix: every task's full test set, in %."""
+    seconds: float
+    """Wall time of the phase's training."""
+
+
+@dataclass(frozen=True)
+class CheckpointSaved:
+    step: int
+    path: str
+
+
+@dataclass(frozen=True)
+class RunFinished:
+    metrics: dict[str, float]
+    seconds: float
+
+
+@dataclass(frozen=True)
+class RunInterrupted:
+    step: int
+    checkpoint: str | None
+
+
+@dataclass(frozen=True)
+class RunFailed:
+    error: str
+
+
+Event = (
+    RunStarted | PhaseStarted | StepLogged | CurvePoint | InitialEvaluated | PhaseEvaluated
+    | CheckpointSaved | RunFinished | RunInterrupted | RunFailed
+)
+Sink = Callable[[Any], None]
+
+
+@dataclass
+class Recorder:
+    """A sink that keeps every event (tests, replay)."""
+
+    events: list[Any] = field(default_factory=list)
+
+    def __call__(self, event: Any) -> None:
+        self.events.append(event)
+
+    def of(self, kind: type) -> list[Any]:
+        return [e for e in self.events if isinstance(e, kind)]

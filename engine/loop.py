@@ -1,0 +1,247 @@
+"""The one training loop: phases, steps, evaluation, checkpoints and events.
+
+Methods plug in through the hooks of engine.methods.base.Method; this file never asks which
+method it runs. The loop's whole state (counters, optimizer, samplers, RNGs, accuracy so far) is
+in `state_dict()`, so a run can be checkpointed at any step and resumed bit for bit.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from engine import events as ev
+from engine.benchmarks.base import Batch, Benchmark
+from engine.checkpoint import save_checkpoint
+from engine.config import RunConfig, config_to_dict
+from engine.data.sampler import EpochSampler
+from engine.methods.base import Method
+from engine.metrics import summary
+from engine.models.base import CLModel
+from engine.rng import rng_state, set_rng_state
+
+
+class Trainer:
+    def __init__(self, cfg: RunConfig, bench: Benchmark, model: CLModel, method: Method, device: torch.device,
+                 emit: Callable[[Any], None], run_dir: Path | None = None,
+                 store_counts: Callable[[], tuple[int, int]] | None = None) -> None:
+        self.cfg, self.bench, self.model, self.method, self.device = cfg, bench, model, method, device
+        self.emit = emit
+        self.run_dir = run_dir
+        self.store_counts = store_counts or (lambda: (0, 0))
+        tr = cfg.training
+        self.schedule = method.schedule(bench.num_tasks, tr.steps_per_task)
+        # Independent, seeded streams: batch order per task, and the task mix of multitask batches.
+        self.samplers = [EpochSampler(t.size("train"), cfg.seed * 1009 + i, device) for i, t in enumerate(bench.tasks)]
+        self.mix_gen = torch.Generator().manual_seed(cfg.seed * 1009 + 997)
+        # A fixed random test subset per task for the forgetting curves (same for every seed).
+        self.curve_idx = []
+        for i, t in enumerate(bench.tasks):
+            n = t.size("test")
+            perm = torch.randperm(n, generator=torch.Generator().manual_seed(4242 + i))
+            self.curve_idx.append(perm[: min(n, cfg.evaluation.curve_samples)].to(device))
+        n_phases, n_tasks = len(self.schedule), bench.num_tasks
+        self.phase = 0
+        self.step_in_phase = 0
+        self.phase_started = False
+        self.global_step = 0
+        self.elapsed = 0.0
+        self.acc = np.full((n_phases, n_tasks), np.nan)
+        self.acc_initial = np.full(n_tasks, np.nan)
+        self.phase_seconds = np.full(n_phases, np.nan)
+        self.optimizer: torch.optim.Optimizer | None = None
+        self.stop_requested = False
+
+    # -- pieces -------------------------------------------------------------------------------
+    @property
+    def phase_tasks(self) -> list[list[int]]:
+        return [tasks for tasks, _ in self.schedule]
+
+    @property
+    def phase_steps(self) -> list[int]:
+        return [steps for _, steps in self.schedule]
+
+    def lr_at(self, step: int) -> float:
+        """Learning rate as a pure function of the step (constant for now), so resuming needs only the step."""
+        return self.cfg.training.lr
+
+    def make_optimizer(self) -> torch.optim.Optimizer:
+        tr = self.cfg.training
+        params = self.method.trainable_parameters()
+        if tr.optimizer == "adam":
+            return torch.optim.Adam(params, lr=tr.lr, betas=(tr.adam_beta1, tr.adam_beta2), weight_decay=tr.weight_decay)
+        return torch.optim.SGD(params, lr=tr.lr, momentum=tr.momentum, weight_decay=tr.weight_decay)
+
+    def batch_groups(self, tasks: list[int], size: int) -> list[tuple[int, Batch]]:
+        """One group per task present in the batch; a mixed batch draws each slot's task uniformly."""
+        if len(tasks) == 1:
+            t = tasks[0]
+            return [(t, self.bench.tasks[t].get("train", self.samplers[t].next(size)))]
+        slots = torch.randint(len(tasks), (size,), generator=self.mix_gen)
+        counts = torch.bincount(slots, minlength=len(tasks)).tolist()
+        return [(t, self.bench.tasks[t].get("train", self.samplers[t].next(c))) for t, c in zip(tasks, counts) if c]
+
+    @torch.no_grad()
+    def evaluate(self, task: int, idx: Tensor | None = None) -> float:
+        """Accuracy (%) of task `task` on its test set (or the given test indices), using its own head."""
+        self.model.eval()
+        data = self.bench.tasks[task]
+        if idx is None:
+            idx = torch.arange(data.size("test"), device=self.device)
+        correct = torch.zeros((), device=self.device)
+        for chunk in idx.split(self.cfg.evaluation.batch_size):
+            b = data.get("test", chunk)
+            correct += (self.method.head_logits(b.x, b.lengths, task).argmax(1) == b.y).sum()
+        self.model.train()
+        return float(correct) * 100.0 / max(1, idx.numel())
+
+    def seen_tasks(self, phase: int) -> list[int]:
+        return sorted({t for tasks in self.phase_tasks[: phase + 1] for t in tasks})
+
+    def curve_point(self, phase: int) -> None:
+        seen = set(self.seen_tasks(phase))
+        row = [self.evaluate(t, self.curve_idx[t]) if t in seen else math.nan for t in range(self.bench.num_tasks)]
+        self.emit(ev.CurvePoint(self.global_step, row))
+
+    # -- state --------------------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "config": config_to_dict(self.cfg),
+            "loop": {
+                "phase": self.phase, "step_in_phase": self.step_in_phase, "phase_started": self.phase_started,
+                "global_step": self.global_step, "elapsed": self.elapsed, "acc": self.acc.copy(),
+                "acc_initial": self.acc_initial.copy(), "phase_seconds": self.phase_seconds.copy(),
+                "store_counts": self.store_counts(),
+            },
+            "model": self.model.state_dict(),
+            "method": self.method.state_dict(),
+            "optimizer": self.optimizer.state_dict() if self.optimizer is not None else None,
+            "samplers": [s.state_dict() for s in self.samplers],
+            "mix_gen": self.mix_gen.get_state(),
+            "rng": rng_state(),
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        loop = state["loop"]
+        self.phase, self.step_in_phase = loop["phase"], loop["step_in_phase"]
+        self.phase_started, self.global_step, self.elapsed = loop["phase_started"], loop["global_step"], loop["elapsed"]
+        self.acc, self.acc_initial = loop["acc"].copy(), loop["acc_initial"].copy()
+        self.phase_seconds = loop["phase_seconds"].copy()
+        self.model.load_state_dict(state["model"])
+        self.method.load_state_dict(state["method"])
+        if state["optimizer"] is not None:
+            self.optimizer = self.make_optimizer()
+            self.optimizer.load_state_dict(state["optimizer"])
+        for s, st in zip(self.samplers, state["samplers"]):
+            s.load_state_dict(st)
+        self.mix_gen.set_state(state["mix_gen"])
+        set_rng_state(state["rng"])
+
+    def checkpoint(self) -> str | None:
+        if self.run_dir is None:
+            return None
+        path = save_checkpoint(self.run_dir, self.state_dict())
+        self.emit(ev.CheckpointSaved(self.global_step, str(path)))
+        return str(path)
+
+    def _account(self, phase: int, since: float) -> float:
+        """Add the training time since `since` to the run's and the phase's totals; return now."""
+        now = time.perf_counter()
+        prev = 0.0 if np.isnan(self.phase_seconds[phase]) else self.phase_seconds[phase]
+        self.phase_seconds[phase] = prev + (now - since)
+        self.elapsed += now - since
+        return now
+
+    # -- the loop -----------------------------------------------------------------------------
+    def run(self, stop_at_step: int | None = None) -> str:
+        """Train from the current state to the end; 'finished', or 'interrupted' after a stop request."""
+        cfg, tr = self.cfg, self.cfg.training
+        if self.global_step == 0 and not self.phase_started and self.phase == 0 and cfg.evaluation.initial:
+            self.acc_initial = np.array([self.evaluate(t) for t in range(self.bench.num_tasks)])
+            self.emit(ev.InitialEvaluated(self.acc_initial.tolist()))
+        for phase in range(self.phase, len(self.schedule)):
+            tasks, steps = self.schedule[phase]
+            if not self.phase_started:
+                self.emit(ev.PhaseStarted(phase, tasks, steps, self.global_step))
+                self.method.before_phase(phase, tasks)
+                if self.optimizer is None or tr.reset_optimizer:
+                    self.optimizer = self.make_optimizer()
+                self.phase_started = True
+            opt = self.optimizer
+            assert opt is not None
+            params = [p for g in opt.param_groups for p in g["params"]]
+            t_phase, t_log, steps_at_log = time.perf_counter(), time.perf_counter(), self.global_step
+            while self.step_in_phase < steps:
+                if self.stop_requested or (stop_at_step is not None and self.global_step >= stop_at_step):
+                    self._account(phase, t_phase)
+                    path = self.checkpoint() if cfg.checkpoint.on_interrupt else None
+                    self.emit(ev.RunInterrupted(self.global_step, path))
+                    return "interrupted"
+                # 1. forward each task's share of the batch; task loss = summed CE / batch size
+                for g in opt.param_groups:
+                    g["lr"] = self.lr_at(self.global_step)
+                opt.zero_grad(set_to_none=True)
+                groups = self.batch_groups(tasks, tr.batch_size)
+                task_loss = torch.zeros((), device=self.device)
+                correct = torch.zeros((), device=self.device)
+                for t, b in groups:
+                    logits = self.method.head_logits(b.x, b.lengths, t)
+                    task_loss = task_loss + F.cross_entropy(logits, b.y, reduction="sum")
+                    correct = correct + (logits.detach().argmax(1) == b.y).sum()
+                task_loss = task_loss / tr.batch_size
+                # 2. task-loss gradient first (SI reads it), then the method's penalty on top
+                task_loss.backward()
+                self.method.after_task_backward(phase, tasks)
+                penalty, _ = self.method.penalty(phase, tasks)
+                if penalty is not None:
+                    penalty.backward()
+                # 3. clip (global L2 norm, -1 = off) and step
+                grad_norm = None
+                if tr.clip_grad_norm > 0:
+                    grad_norm = torch.nn.utils.clip_grad_norm_(params, tr.clip_grad_norm)
+                opt.step()
+                self.method.after_step(phase, tasks)
+                self.step_in_phase += 1
+                self.global_step += 1
+                # 4. bookkeeping: scalars, curves, step checkpoints
+                if self.global_step % tr.log_every == 0 or self.step_in_phase == steps:
+                    now = time.perf_counter()
+                    rate = (self.global_step - steps_at_log) / max(now - t_log, 1e-9)
+                    t_log, steps_at_log = now, self.global_step
+                    if grad_norm is None:
+                        grads = [p.grad.detach().norm() for p in params if p.grad is not None]
+                        grad_norm = torch.stack(grads).norm() if grads else torch.zeros(())
+                    pen = float(penalty.detach()) if penalty is not None else 0.0
+                    tl = float(task_loss.detach())
+                    self.emit(ev.StepLogged(self.global_step, phase, {
+                        "loss": tl + pen, "task_loss": tl, "penalty": pen,
+                        "train_acc": float(correct) * 100.0 / tr.batch_size, "grad_norm": float(grad_norm),
+                        "lr": self.lr_at(self.global_step)}, rate))
+                ce = cfg.evaluation.curve_every
+                if ce and (self.global_step % ce == 0 or self.step_in_phase == steps):
+                    self.curve_point(phase)
+                if cfg.checkpoint.every_steps and self.global_step % cfg.checkpoint.every_steps == 0 \
+                        and self.step_in_phase < steps:
+                    t_phase = self._account(phase, t_phase)
+                    self.checkpoint()
+            self._account(phase, t_phase)
+            # 5. end of phase: the method's consolidation (Fisher, Ω, coresets), then test every task
+            self.method.after_phase(phase, tasks)
+            self.acc[phase] = [self.evaluate(t) for t in range(self.bench.num_tasks)]
+            self.emit(ev.PhaseEvaluated(phase, self.acc[phase].tolist(), float(self.phase_seconds[phase])))
+            self.phase, self.step_in_phase, self.phase_started = phase + 1, 0, False
+            if cfg.checkpoint.every_task:
+                self.checkpoint()
+        self.emit(ev.RunFinished(self.metrics(), self.elapsed))
+        return "finished"
+
+    def metrics(self) -> dict[str, float]:
+        return summary(self.acc, self.acc_initial if not np.all(np.isnan(self.acc_initial)) else None)

@@ -1,0 +1,1 @@
+"""CL methods, one file each, plugging into engine.loop through the hooks of base.Method."""

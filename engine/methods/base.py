@@ -1,0 +1,91 @@
+"""The hooks a CL method fills in; the one training loop (engine/loop.py) calls them.
+
+Per phase (one task per phase, except multitask):
+    before_phase → [per step: forward (via head_logits) → task loss backward →
+    after_task_backward → penalty (backward) → clip, optimizer step → after_step] →
+    after_phase → evaluation.
+Everything a method needs to continue a run bit for bit goes in `state_dict`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from engine.benchmarks.base import Benchmark
+from engine.config import TrainingConfig
+from engine.models.base import CLModel
+from engine.registry import Registry
+
+METHODS: Registry[Any] = Registry("method")
+
+
+@dataclass
+class MethodContext:
+    """What a method may use: the model, the data, the device and the training settings."""
+
+    model: CLModel
+    benchmark: Benchmark
+    device: torch.device
+    training: TrainingConfig
+    seed: int
+
+
+class Method:
+    """No-op defaults: plain fine-tuning. Subclasses override only the hooks they need."""
+
+    def __init__(self, opts: Any, ctx: MethodContext) -> None:
+        self.opts = opts
+        self.ctx = ctx
+
+    @property
+    def model(self) -> CLModel:
+        return self.ctx.model
+
+    # -- plan ---------------------------------------------------------------------------------
+    def schedule(self, num_tasks: int, steps_per_task: int) -> list[tuple[list[int], int]]:
+        """(tasks trained together, steps) per phase. Default: one task after another."""
+        return [([t], steps_per_task) for t in range(num_tasks)]
+
+    def trainable_parameters(self) -> list[Tensor]:
+        return list(self.model.parameters())
+
+    # -- forward ------------------------------------------------------------------------------
+    def forward(self, x: Tensor, lengths: Tensor | None, task: int) -> Tensor:
+        """All output units for inputs of task `task` (masks, generated weights, ... go here)."""
+        return self.model(x, lengths)
+
+    def head_logits(self, x: Tensor, lengths: Tensor | None, task: int) -> Tensor:
+        """Logits of task `task`'s head only: the softmax runs over these."""
+        return self.forward(x, lengths, task).index_select(1, self.ctx.benchmark.head_columns[task])
+
+    # -- hooks --------------------------------------------------------------------------------
+    def before_phase(self, phase: int, tasks: list[int]) -> None:
+        pass
+
+    def after_task_backward(self, phase: int, tasks: list[int]) -> None:
+        """Called when .grad holds the gradient of the task loss alone (before any penalty)."""
+
+    def penalty(self, phase: int, tasks: list[int]) -> tuple[Tensor | None, dict[str, float]]:
+        """Extra loss (regulariser, replay) for this step, backpropagated after the task loss."""
+        return None, {}
+
+    def after_step(self, phase: int, tasks: list[int]) -> None:
+        pass
+
+    def after_phase(self, phase: int, tasks: list[int]) -> None:
+        pass
+
+    # -- state --------------------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        pass
+
+    def describe(self) -> dict[str, Any]:
+        """Facts worth storing in the run record (e.g. a hypernetwork's compression ratio)."""
+        return {}

@@ -1,0 +1,17 @@
+"""From scratch: a freshly initialised network for every task (no transfer, no forgetting of its own task).
+
+The network is re-initialised from the continuing torch RNG before each task after the first.
+"During" accuracy is each fresh network on its own task; "final" is the last network on all
+tasks, which is not a meaningful CL number (the reference says so too).
+"""
+
+from __future__ import annotations
+
+from engine.methods.base import METHODS, Method
+
+
+@METHODS.register("scratch")
+class Scratch(Method):
+    def before_phase(self, phase: int, tasks: list[int]) -> None:
+        if phase > 0:
+            self.model.reset_parameters()

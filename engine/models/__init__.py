@@ -1,0 +1,1 @@
+"""Main networks. Every model implements engine.models.base.CLModel."""

@@ -1,0 +1,124 @@
+"""Strict dataclass validation for TOML tables: unknown keys and wrong types are rejected.
+
+`build(cls, table, path)` turns a plain dict into a frozen dataclass instance, checking every key
+against the dataclass's fields and every value against the field's annotation. Errors name the
+key path and the closest valid keys; the caller adds which file or override it came from.
+Torch-free.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from typing import Any, Literal, get_args, get_origin
+
+from engine.errors import close_matches
+
+
+class SchemaError(Exception):
+    """A validation failure at `path` (dotted key path); message is for people."""
+
+    def __init__(self, path: str, message: str) -> None:
+        super().__init__(message)
+        self.path = path
+        self.message = message
+
+
+def _type_name(tp: Any) -> str:
+    origin = get_origin(tp)
+    if origin is Literal:
+        return " | ".join(repr(a) for a in get_args(tp))
+    if origin in (typing.Union, types.UnionType):
+        return " or ".join(_type_name(a) for a in get_args(tp))
+    if origin is list:
+        (inner,) = get_args(tp)
+        return f"list of {_type_name(inner)}"
+    if tp is type(None):
+        return "none"
+    return getattr(tp, "__name__", str(tp))
+
+
+def _check(tp: Any, value: Any, path: str) -> Any:
+    """Return `value` converted to `tp` (int→float only), or raise SchemaError."""
+    origin = get_origin(tp)
+    if origin is Literal:
+        if value in get_args(tp) and type(value) is type(get_args(tp)[0]):
+            return value
+        raise SchemaError(path, f"{path} = {value!r} is not one of {_type_name(tp)}")
+    if origin in (typing.Union, types.UnionType):
+        for arg in get_args(tp):
+            try:
+                return _check(arg, value, path)
+            except SchemaError:
+                continue
+        raise SchemaError(path, f"{path} = {value!r} should be {_type_name(tp)}")
+    if origin is list:
+        (inner,) = get_args(tp)
+        if not isinstance(value, (list, tuple)):
+            raise SchemaError(path, f"{path} = {value!r} should be a {_type_name(tp)}")
+        return [_check(inner, v, f"{path}[{i}]") for i, v in enumerate(value)]
+    if dataclasses.is_dataclass(tp):
+        if not isinstance(value, dict):
+            raise SchemaError(path, f"{path} should be a table, got {value!r}")
+        return build(tp, value, path)
+    if tp is type(None):
+        if value is None:
+            return None
+        raise SchemaError(path, f"{path} should be empty")
+    if tp is float:
+        # TOML writes 1e7 as float but 10 as int; both mean a float here. bool is not a number.
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+    elif tp is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+    elif tp is bool:
+        if isinstance(value, bool):
+            return value
+    elif tp is str:
+        if isinstance(value, str):
+            return value
+    else:  # pragma: no cover - a schema bug, not user input
+        raise TypeError(f"unsupported annotation {tp!r} at {path}")
+    raise SchemaError(path, f"{path} = {value!r} should be {_type_name(tp)}, not {type(value).__name__}")
+
+
+def build(cls: type, table: dict[str, Any], path: str = "") -> Any:
+    """Validate `table` against dataclass `cls` and return an instance."""
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
+    kwargs: dict[str, Any] = {}
+    for key, value in table.items():
+        sub = f"{path}.{key}" if path else key
+        if key not in fields:
+            near = close_matches(key, fields)
+            hint = f" Closest valid keys: {', '.join(near)}." if near else ""
+            valid = f" Valid keys here: {', '.join(fields)}." if fields else " This table takes no keys."
+            raise SchemaError(sub, f"unknown key {sub!r}.{hint or valid}")
+        kwargs[key] = _check(hints[key], value, sub)
+    try:
+        return cls(**kwargs)
+    except ValueError as e:  # __post_init__ range checks
+        raise SchemaError(path, f"{path or 'config'}: {e}") from None
+
+
+def to_dict(obj: Any) -> Any:
+    """A dataclass instance as plain dicts/lists (inverse of `build`)."""
+    if dataclasses.is_dataclass(obj):
+        return {f.name: to_dict(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+    if isinstance(obj, (list, tuple)):
+        return [to_dict(v) for v in obj]
+    return obj
+
+
+def field_docs(cls: type) -> dict[str, str]:
+    """Field name → help text, read from `metadata['help']`."""
+    return {f.name: f.metadata.get("help", "") for f in dataclasses.fields(cls)}
+
+
+def opt(default: Any, help: str) -> Any:
+    """A dataclass field with a default and a help text (shown by `cltui presets show` and the TUI)."""
+    if isinstance(default, (list, dict)):
+        return dataclasses.field(default_factory=lambda: type(default)(default), metadata={"help": help})
+    return dataclasses.field(default=default, metadata={"help": help})
