@@ -1,0 +1,5 @@
+"""`python -m cltui` = the `cltui` command."""
+
+from cltui.cli import main
+
+main()
