@@ -192,8 +192,9 @@ def presets(
     from engine.presets import preset_info, preset_names
 
     t = Table(show_edge=False, pad_edge=False)
-    for col in ("preset", "benchmark", "method", "ref during", "ref final", "description"):
-        t.add_column(col)
+    for col in ("preset", "benchmark", "method", "ref during", "ref final"):
+        t.add_column(col, no_wrap=True)
+    t.add_column("description", no_wrap=True, overflow="ellipsis", ratio=1)
     from cltui.views import fmt
 
     for name in preset_names():

@@ -117,7 +117,7 @@ def runs_table(records: list[RunRecord]) -> Table:
     t = Table(show_edge=False, pad_edge=False)
     for col, just in (("run", "left"), ("status", "left"), ("benchmark", "left"), ("method", "left"),
                       ("seed", "right"), ("steps", "right"), ("during", "right"), ("final", "right")):
-        t.add_column(col, justify=just)  # type: ignore[arg-type]
+        t.add_column(col, justify=just, no_wrap=True)  # type: ignore[arg-type]
     for r in records:
         m = live_metrics(r) or r.metrics
         st = r.live_status
