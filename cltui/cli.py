@@ -192,12 +192,16 @@ def presets(
     from engine.presets import preset_info, preset_names
 
     t = Table(show_edge=False, pad_edge=False)
-    for col in ("preset", "benchmark", "method", "ref during", "ref final"):
-        t.add_column(col, no_wrap=True)
-    t.add_column("description", no_wrap=True, overflow="ellipsis", ratio=1)
+    names = preset_names()
+    t.add_column("preset", no_wrap=True, min_width=max(map(len, names), default=6))
+    for col in ("benchmark", "method"):
+        t.add_column(col, no_wrap=True, min_width=14 if col == "benchmark" else 10)
+    for col in ("ref during", "ref final"):
+        t.add_column(col, no_wrap=True, justify="right", min_width=6)
+    t.add_column("description", no_wrap=True, overflow="ellipsis")
     from cltui.views import fmt
 
-    for name in preset_names():
+    for name in names:
         try:
             info = preset_info(name)
         except CltuiError as e:
