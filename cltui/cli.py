@@ -198,7 +198,9 @@ def presets(
         t.add_column(col, no_wrap=True, min_width=14 if col == "benchmark" else 10)
     for col in ("ref during", "ref final"):
         t.add_column(col, no_wrap=True, justify="right", min_width=6)
-    t.add_column("description", no_wrap=True, overflow="ellipsis")
+    wide = console.width >= 120  # the description only fits on a wide terminal; `presets show` has it all
+    if wide:
+        t.add_column("description", no_wrap=True, overflow="ellipsis")
     from cltui.views import fmt
 
     for name in names:
@@ -211,7 +213,8 @@ def presets(
             continue
         if method and method not in info.method:
             continue
-        t.add_row(name, info.benchmark, info.method, fmt(info.ref_during), fmt(info.ref_final), info.description)
+        row = [name, info.benchmark, info.method, fmt(info.ref_during), fmt(info.ref_final)]
+        t.add_row(*row, *([info.description] if wide else []))
     console.print(t)
 
 
