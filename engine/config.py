@@ -122,9 +122,9 @@ def _validate(raw: dict[str, Any]) -> RunConfig:
     cfg = build(RunConfig, top)
     updates: dict[str, Any] = {}
     for key, (registry, default) in COMPONENTS.items():
-        table = dict(raw.get(key, {}))
         if not isinstance(raw.get(key, {}), dict):
             raise SchemaError(key, f"{key} should be a table")
+        table = dict(raw.get(key, {}))
         name = table.pop("name", default)
         if not isinstance(name, str):
             raise SchemaError(f"{key}.name", f"{key}.name should be a string")

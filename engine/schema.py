@@ -86,6 +86,8 @@ def _check(tp: Any, value: Any, path: str) -> Any:
 
 def build(cls: type, table: dict[str, Any], path: str = "") -> Any:
     """Validate `table` against dataclass `cls` and return an instance."""
+    if not isinstance(table, dict):
+        raise SchemaError(path, f"{path or 'config'} should be a table, got {table!r}")
     hints = typing.get_type_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
     kwargs: dict[str, Any] = {}

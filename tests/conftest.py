@@ -1,0 +1,30 @@
+"""Shared fixtures: the offline MNIST copy in ../shared/data and tiny run configs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = REPO.parent / "shared" / "data"
+
+
+@pytest.fixture(scope="session")
+def mnist_root() -> Path:
+    """The checksummed official MNIST files; integration tests fail (never skip) without them."""
+    if not (SHARED_DATA / "MNIST" / "raw" / "train-images-idx3-ubyte.gz").is_file():
+        pytest.fail(f"real MNIST files not found in {SHARED_DATA}/MNIST/raw; the repo must sit beside shared/")
+    return SHARED_DATA
+
+
+def tiny(*overrides: str, method: str = "finetune", steps: int = 20):
+    """A seconds-long config on the embedded subset (3 tasks, small MLP)."""
+    from engine.presets import load_preset
+
+    base = [
+        f"method.name={method}", "benchmark.num_tasks=3", "model.hidden=[32]",
+        f"training.steps_per_task={steps}", "training.batch_size=32", "evaluation.curve_every=10",
+        "evaluation.curve_samples=50", "training.log_every=5",
+    ]
+    return load_preset("demo", [*base, *overrides])

@@ -1,0 +1,50 @@
+"""Resuming from a checkpoint gives exactly the uninterrupted run's results (task boundary and mid-task)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from engine import api
+from engine.errors import RunStoreError
+from engine.store import read_run
+from tests.conftest import tiny
+
+
+@pytest.mark.parametrize("method", ["finetune", "multitask", "scratch"])
+@pytest.mark.parametrize("stop", [20, 27])  # 20 = end of task 1 (20 steps per task); 27 = mid-task
+def test_resume_equals_uninterrupted(tmp_path: Path, method: str, stop: int) -> None:
+    cfg = tiny(method=method)
+    full = api.run(cfg, tmp_path / "a")
+    part = api.run(cfg, tmp_path / "b", stop_at_step=stop)
+    assert full.status == "finished" and part.status == "interrupted"
+    assert read_run(part.run_dir).status == "interrupted"
+    resumed = api.resume(part.run_id, tmp_path / "b")
+    assert resumed.status == "finished"
+    assert np.array_equal(resumed.acc, full.acc, equal_nan=True)
+    assert resumed.metrics == full.metrics
+    a, b = read_run(full.run_dir), read_run(resumed.run_dir)
+    # The stored series are the same too: no duplicate rows from the abandoned continuation.
+    assert np.array_equal(a.scalar_steps, b.scalar_steps)
+    assert np.array_equal(a.scalar("loss"), b.scalar("loss"))
+    assert np.array_equal(a.curve_acc, b.curve_acc, equal_nan=True)
+
+
+def test_resume_twice_from_the_same_run(tmp_path: Path) -> None:
+    cfg = tiny()
+    full = api.run(cfg, tmp_path / "a")
+    part = api.run(cfg, tmp_path / "b", stop_at_step=13)
+    mid = api.resume(part.run_id, tmp_path / "b", stop_at_step=41)
+    assert mid.status == "interrupted"
+    end = api.resume(part.run_id, tmp_path / "b")
+    assert np.array_equal(end.acc, full.acc)
+
+
+def test_resume_refuses_finished_and_unknown_runs(tmp_path: Path) -> None:
+    done = api.run(tiny(steps=5), tmp_path)
+    with pytest.raises(RunStoreError, match="already finished"):
+        api.resume(done.run_id, tmp_path)
+    with pytest.raises(RunStoreError, match="no run 'nope'"):
+        api.resume("nope", tmp_path)
