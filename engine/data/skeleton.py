@@ -212,7 +212,7 @@ def trace_images(
     """Strokes of uint8 images [N, H, W]: (steps int8 [total, 4] concatenated, lengths int64 [N]).
 
     Chunks go to `workers` processes (None = one per available core); results come back in order,
-    so the output does not depend on the number of workers. Cost: about 1 ms per digit per core.
+    so the output does not depend on the number of workers. Cost: about 0.2 ms per digit per core (70 000 digits: ~9 s on 2 cores).
     """
     images = np.asarray(images)
     jobs = [(images[i : i + chunk], threshold, min_component) for i in range(0, len(images), chunk)]

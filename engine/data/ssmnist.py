@@ -206,11 +206,9 @@ def build_task(
     splits = {}
     for name, n in (("train", n_train), ("test", n_test), ("val", n_val)):  # the reference's order
         strokes, index = pools[name]
-        if n == 0:
-            empty = np.zeros(0, dtype=np.int64)
-            splits[name] = SplitArrays(np.zeros((0, pad_to, 4), np.int8), empty, empty, empty, np.zeros((0, m), np.int64))
-            continue
-        ks, ids = _sample(rs, _digit_pools(strokes, index, digits, name), m, n)
+        # An empty split (e.g. n_val=0) draws nothing and needs no pool.
+        digit_pools = _digit_pools(strokes, index, digits, name) if n else [index[:0], index[:0]]
+        ks, ids = _sample(rs, digit_pools, m, n)
         x, lengths = _assemble(strokes, ids, pad_to)
         labels = np.isin(ks, part).astype(np.int64) if part is not None else ks.copy()
         splits[name] = SplitArrays(x, lengths, labels, ks, ids)
