@@ -27,8 +27,9 @@ app = typer.Typer(add_completion=False, no_args_is_help=False, rich_markup_mode=
                   help="cltui: run published continual-learning experiments, watch forgetting live, resume exactly.")
 presets_app = typer.Typer(help="List presets, or show one.", invoke_without_command=True)
 app.add_typer(presets_app, name="presets")
-console = Console()
-err_console = Console(stderr=True)
+# Piped output (logs, grep, tests) gets wide lines instead of squashed tables; a terminal keeps its width.
+console = Console(width=None if sys.stdout.isatty() else 200)
+err_console = Console(stderr=True, width=None if sys.stderr.isatty() else 200)
 
 
 class Device(str, Enum):

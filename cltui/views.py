@@ -117,7 +117,8 @@ def runs_table(records: list[RunRecord]) -> Table:
     t = Table(show_edge=False, pad_edge=False)
     for col, just in (("run", "left"), ("status", "left"), ("benchmark", "left"), ("method", "left"),
                       ("seed", "right"), ("steps", "right"), ("during", "right"), ("final", "right")):
-        t.add_column(col, justify=just, no_wrap=True)  # type: ignore[arg-type]
+        # The run id wraps rather than being cut: it is what `show`/`resume` need.
+        t.add_column(col, justify=just, no_wrap=col != "run", overflow="fold")  # type: ignore[arg-type]
     for r in records:
         m = live_metrics(r) or r.metrics
         st = r.live_status

@@ -1,0 +1,144 @@
+"""HNET: a task-conditioned hypernetwork generates all main-network weights (von Oswald et al., ICLR 2020).
+
+The main network keeps its own parameters but never uses them: every forward runs it with
+W_t = h(e_t, θ_h) (`model(x, lengths, weights=W_t)`), and the optimizer holds only the
+hypernetwork (θ_h, the chunk embeddings and every task embedding, old ones included, as in the
+reference). Forgetting is prevented by the "fixed target" output regulariser of the spec §4.5:
+
+* before phase t ≥ 1, the targets W*_j = h(e_j) for every earlier task j are computed once (eval
+  mode, no grad) and frozen; they are part of `state_dict`, so a resumed run uses the same ones;
+* penalty = β · (1/|S|) · Σ_{j∈S} ‖h(e_j) − W*_j‖², a plain sum of squares (no ½). S is all earlier
+  tasks (reg_batch_size = -1, the reference: 1/|S| = 1/t), or a random subset of reg_batch_size of
+  them per step drawn from the global torch RNG (saved in checkpoints); dividing by |S| then keeps
+  the penalty an unbiased estimate of the full 1/t average, like hypnettorch's `reg / num_regs`;
+* multi-head: the j-th term leaves out the output-layer rows (weight rows and bias entries) of the
+  heads of other tasks; when every task has the same head columns (domain/class), all rows count.
+
+Works with any CLModel through param_shapes / split_flat / output_params / forward(weights=...).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from engine.methods.base import METHODS, Method, MethodContext
+from engine.methods.hypernet import ChunkedHypernet
+from engine.methods.options import HnetOptions
+
+
+@METHODS.register("hnet")
+class Hnet(Method):
+    def __init__(self, opts: HnetOptions, ctx: MethodContext) -> None:
+        super().__init__(opts, ctx)
+        self.n_main = self.model.num_params()
+        self.hnet = ChunkedHypernet(
+            self.n_main, ctx.benchmark.num_tasks, opts.hidden, opts.chunk_size, opts.temb_size, opts.cemb_size,
+            opts.temb_std, opts.cemb_std).to(ctx.device)
+        self.keep = self._head_masks()
+        # Task ids live on the device once, so a step slices them instead of copying from the host.
+        self._ids = torch.arange(ctx.benchmark.num_tasks, device=ctx.device)
+        self._set_target_tasks([])
+        self.targets: Tensor | None = None  # [len(target_tasks), n_main], frozen h(e_j)
+        # task → (parameter versions, generated weights): evaluation reuses W_j while θ_h is unchanged.
+        self._cache: dict[int, tuple[tuple[int, ...], list[Tensor]]] = {}
+
+    def _head_masks(self) -> Tensor | None:
+        """Float [T, n_main]: 1 where task j's regulariser term counts; None when all tasks share their head."""
+        cols = self.ctx.benchmark.head_columns
+        if bool((cols == cols[0]).all()):
+            return None
+        keep = torch.ones(cols.shape[0], self.n_main, device=self.ctx.device)
+        offset = 0
+        for name, shape in self.model.param_shapes():
+            size = int(torch.Size(shape).numel())
+            if name in self.model.output_params:
+                for j in range(cols.shape[0]):
+                    rows = keep[j, offset: offset + size].view(shape)  # a view: writes land in `keep`
+                    other = torch.ones(shape[0], dtype=torch.bool, device=self.ctx.device)
+                    other[cols[j]] = False
+                    rows[other] = 0.0
+            offset += size
+        return keep
+
+    # -- weights ------------------------------------------------------------------------------
+    def generate(self, tasks: Tensor) -> Tensor:
+        """Long [n] task ids on the device → [n, n_main] flat main-network weights (differentiable)."""
+        return self.hnet(tasks)
+
+    def weights_for(self, task: int) -> list[Tensor]:
+        """Main-network parameters for `task`, in param_shapes() order.
+
+        With grad enabled (training) they are generated afresh: one hnet pass per task per step.
+        Without grad (evaluation) they are cached until any hnet parameter changes in place
+        (optimizer step, load_state_dict), which the tensors' version counters reveal.
+        """
+        if torch.is_grad_enabled():
+            return self.model.split_flat(self.generate(self._ids[task : task + 1])[0])
+        key = tuple(p._version for p in self.hnet.parameters())
+        hit = self._cache.get(task)
+        if hit is None or hit[0] != key:
+            hit = (key, self.model.split_flat(self.generate(self._ids[task : task + 1])[0]))
+            self._cache[task] = hit
+        return hit[1]
+
+    def trainable_parameters(self) -> list[Tensor]:
+        return list(self.hnet.parameters())
+
+    def forward(self, x: Tensor, lengths: Tensor | None, task: int) -> Tensor:
+        return self.model(x, lengths, weights=self.weights_for(task))
+
+    # -- regulariser --------------------------------------------------------------------------
+    def _earlier_tasks(self, phase: int, tasks: list[int]) -> list[int]:
+        plan = self.schedule(self.ctx.benchmark.num_tasks, self.ctx.training.steps_per_task)
+        return sorted({t for ts, _ in plan[:phase] for t in ts} - set(tasks))
+
+    def _set_target_tasks(self, tasks: list[int]) -> None:
+        self.target_tasks = list(tasks)
+        self._target_ids = torch.tensor(self.target_tasks, dtype=torch.long, device=self.ctx.device)
+
+    def before_phase(self, phase: int, tasks: list[int]) -> None:
+        self._set_target_tasks(self._earlier_tasks(phase, tasks))
+        self.targets = None
+        if self.target_tasks:
+            was_training = self.hnet.training
+            self.hnet.eval()
+            with torch.no_grad():
+                self.targets = self.generate(self._target_ids).clone()
+            self.hnet.train(was_training)
+
+    def penalty(self, phase: int, tasks: list[int]) -> tuple[Tensor | None, dict[str, float]]:
+        if self.targets is None or self.opts.beta == 0:
+            return None, {}
+        ids, target = self._target_ids, self.targets
+        n = len(self.target_tasks)
+        if 0 < self.opts.reg_batch_size < n:
+            rows = torch.randperm(n)[: self.opts.reg_batch_size].sort().values.to(self.ctx.device)  # global torch RNG
+            ids, target = ids[rows], target[rows]
+        sq = (self.generate(ids) - target).square()
+        if self.keep is not None:
+            sq = sq * self.keep[ids]
+        return self.opts.beta * sq.sum() / ids.numel(), {}
+
+    # -- state --------------------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "hnet": {k: v.detach().clone() for k, v in self.hnet.state_dict().items()},
+            "target_tasks": list(self.target_tasks),
+            "targets": None if self.targets is None else self.targets.detach().clone(),
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.hnet.load_state_dict(state["hnet"])
+        self._set_target_tasks(state["target_tasks"])
+        t = state["targets"]
+        self.targets = None if t is None else t.to(self.ctx.device)
+        self._cache.clear()
+
+    def describe(self) -> dict[str, Any]:
+        """hnet_params counts the MLP weights and biases, all K chunk and all T task embeddings (the spec's convention)."""
+        hnet_params = self.hnet.num_params()
+        return {"hnet_params": hnet_params, "main_params": self.n_main, "num_chunks": self.hnet.num_chunks,
+                "compression_ratio": hnet_params / self.n_main}
