@@ -102,7 +102,7 @@ def summary(acc: ArrayLike, initial: ArrayLike | None = None) -> dict[str, float
     out = {
         "during": _mean(np.diag(complete)) if a.shape[0] == a.shape[1] else NAN,
         "final": final_accuracy(a) if finished else NAN,
-        "average": average_accuracy(complete, last) if a.shape[0] == a.shape[1] else final_accuracy(complete),
+        "average": _mean(a[last, : last + 1]) if a.shape[0] == a.shape[1] else _mean(a[last]),
         "bwt": backward_transfer(a) if finished else NAN,
         "fwt": forward_transfer(a, initial) if finished and initial is not None else NAN,
         "forgetting": forgetting(a) if finished else NAN,

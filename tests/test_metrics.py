@@ -54,5 +54,6 @@ def test_summary_of_unfinished_run_only_has_during() -> None:
     acc[2] = NAN
     s = M.summary(acc, INIT)
     assert s["during"] == pytest.approx(85.0)
+    assert s["average"] == pytest.approx((70 + 80) / 2)  # seen tasks only, after the last complete row
     assert math.isnan(s["final"]) and math.isnan(s["bwt"])
     assert M.summary(ACC, INIT)["final"] == pytest.approx(M.final_accuracy(ACC))
