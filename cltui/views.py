@@ -64,12 +64,12 @@ def metrics_table(rec: RunRecord, metrics: dict[str, float] | None = None, sprea
     for key, label in METRIC_LABELS.items():
         v = metrics.get(key, math.nan)
         cell = fmt(v) + (f" ± {fmt(spread[key])}" if spread and key in spread and not math.isnan(spread[key]) else "")
+        if key == "final" and not ref.get("final_meaningful", True):
+            label = "final (not meaningful)"  # e.g. from-scratch: the last network on every task
         row = [label, cell]
         if has_ref:
             r = ref.get(key) if key in ("during", "final") else None
             rcell = fmt(r) if r is not None else ""
-            if key == "final" and r is not None and not ref.get("final_meaningful", True):
-                rcell += " (not meaningful)"
             row.append(rcell)
         t.add_row(*row)
     return t
