@@ -36,7 +36,7 @@ def acc_style(v: float) -> str:
     return "red"
 
 
-def matrix_table(rec: RunRecord, title: str = "accuracy % (row: after training, column: task)") -> Table:
+def matrix_table(rec: RunRecord, title: str = "accuracy % · row: after, column: task") -> Table:
     t = Table(title=title, title_justify="left", show_edge=False, pad_edge=False)
     t.add_column("after", style="bold")
     for name in rec.task_names:
