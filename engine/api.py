@@ -118,6 +118,7 @@ def run(cfg: RunConfig, runs_dir: Path, data_dir: str | Path | None = None,
                                     store_counts=lambda: holder["w"].counts())
     env = environment(device)
     env["data_source"] = trainer.bench.source
+    env["benchmark_info"] = trainer.bench.info  # e.g. SSMNIST task seeds and class partitions
     env["method_info"] = trainer.method.describe()
     writer = RunWriter.create(run_dir, run_id=run_id, config=config_to_dict(cfg), environment=env,
                               task_names=trainer.bench.task_names, phase_tasks=trainer.phase_tasks,

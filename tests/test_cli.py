@@ -97,7 +97,7 @@ def test_real_run_then_runs_show_export_resume(tmp_path: Path) -> None:
     rd = str(tmp_path)
     r = invoke("run", "demo", "--runs-dir", rd, *FAST)
     assert r.exit_code == 0, r.output
-    assert "accuracy matrix" in r.output and "final" in r.output
+    assert "accuracy %" in r.output and "final" in r.output
     (run_id,) = [p.name for p in tmp_path.iterdir() if p.is_dir() and not p.name.startswith(".")]
     r = invoke("runs", "--runs-dir", rd)
     assert run_id[:20] in r.output and "finished" in r.output

@@ -1,0 +1,166 @@
+"""Split Sequential Stroke-MNIST (spec §1-§2): sequences of m pen-stroke digits, one digit pair per task.
+
+The task arrays come from `engine.data.ssmnist.build_tasks` (the reference's seed chain, partitions
+and draw order); this module moves them to the device and serves batches:
+
+* x is stored as int8 [n, L, 4] (L = the task's longest sequence) and turned into float32 per batch
+  with the raw integer values `dx dy eos eod`: no normalisation, as in the reference (§1.2);
+* each batch is cut to its own longest sequence, so the LSTM steps no further than needed (the
+  network is causal and reads out at lengths − 1, so results are the same as with full padding);
+* with `input_task_identity` the one-hot task id is appended at every step (4 → 4 + T features);
+* heads: 'multi' gives task t the units [C·t, C·t + C); 'single' shares C units across tasks
+  (from-scratch runs). C = 2 with two_classes, else 2^m.
+
+Stroke data and its cache: `load_strokes` caches under `<root>/stroke_mnist/`. When the data root is
+read-only (e.g. a shared offline copy of MNIST), the cache goes to a writable user cache instead
+(`$CLTUI_DATA_DIR`, else `$XDG_CACHE_HOME/cltui/data`, else `~/.cache/cltui/data`) while MNIST (and a
+local official archive) is still read from the data root; see `load_stroke_sets`.
+
+Imports torch; never textual/typer/rich.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from engine.benchmarks.base import BENCHMARKS, Batch, Benchmark, InputSpec, heads
+from engine.benchmarks.options import SsmnistOptions
+from engine.data.mnist import load_mnist
+from engine.data.paths import default_data_dir
+from engine.data.skeleton import DERIVE_VERSION
+from engine.data.ssmnist import TaskArrays, build_tasks
+from engine.data.strokes import StrokeSet, derive_from_images, load_cache, load_strokes, save_cache
+from engine.errors import DataError
+
+STROKE_DIR = "stroke_mnist"
+
+
+def _writable(path: Path) -> bool:
+    """True if `path` (or, when it does not exist yet, its nearest existing parent) may be written.
+
+    Besides os.access (false on read-only mounts), a folder without any write permission bit counts
+    as read-only even for root, who could write it anyway: that is how shared data is marked.
+    """
+    path = Path(path).absolute()
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    mode = path.stat().st_mode
+    return os.access(path, os.W_OK) and bool(mode & (stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH))
+
+
+def cache_root_for(data_root: Path) -> Path:
+    """Where the stroke cache is written: the data root if writable, else a per-user cache root."""
+    if _writable(Path(data_root) / STROKE_DIR):
+        return Path(data_root)
+    fallback = default_data_dir()
+    if fallback.absolute() == Path(data_root).absolute() or not _writable(fallback):
+        cache = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+        fallback = Path(cache) / "cltui" / "data"
+    if not _writable(fallback):
+        raise DataError(f"neither {data_root} nor {fallback} is writable for the stroke cache; "
+                        "set CLTUI_DATA_DIR to a writable folder.")
+    return fallback
+
+
+def load_stroke_sets(kind: str, data_root: Path, source_path: str = "") -> tuple[StrokeSet, StrokeSet]:
+    """(train, test) strokes of `kind`, reading from `data_root` and caching where writes are allowed.
+
+    A cache already in `<data_root>/stroke_mnist/` is used as is (a read-only root may ship one).
+    Otherwise the cache root is `cache_root_for(data_root)`: for 'derived', MNIST is read from
+    `data_root` and the traced strokes are cached there; for 'official', `source_path`, else
+    `<data_root>/stroke_mnist/sequences.tar.gz` or `sequences/`, else a download into the cache root.
+    """
+    data_root = Path(data_root)
+    cache_root = cache_root_for(data_root)
+    if cache_root == data_root:
+        return load_strokes(kind, data_root, Path(source_path) if source_path else None)
+    if kind == "derived":
+        meta = {"derive_version": DERIVE_VERSION}
+        for root in (data_root, cache_root):
+            cached = load_cache(root / STROKE_DIR / "derived.npz", **meta)
+            if cached is not None:
+                return cached
+        # What load_strokes does, with MNIST read from data_root (never downloaded into it: it is
+        # read-only) and the cache written elsewhere.
+        mnist = load_mnist(data_root, download=False)
+        pair = (derive_from_images(mnist.x_train, mnist.y_train, "train"),
+                derive_from_images(mnist.x_test, mnist.y_test, "test"))
+        save_cache(cache_root / STROKE_DIR / "derived.npz", *pair, **meta)
+        return pair
+    if kind == "official":
+        if (data_root / STROKE_DIR / "official.npz").is_file():
+            return load_strokes("official", data_root, download=False)
+        src = Path(source_path) if source_path else None
+        if src is None:
+            local = [data_root / STROKE_DIR / "sequences.tar.gz", data_root / STROKE_DIR / "sequences"]
+            src = next((p for p in local if p.exists()), None)
+        return load_strokes("official", cache_root, src)
+    raise DataError(f"unknown stroke data kind {kind!r}; use 'official' or 'derived'.")
+
+
+class SequenceTask:
+    """One SSMNIST task on the device: int8 inputs, lengths and labels per split ('train', 'test', 'val')."""
+
+    def __init__(self, name: str, arrays: TaskArrays, device: torch.device, task_id: int | None,
+                 num_tasks: int) -> None:
+        self.name = name
+        self._x: dict[str, Tensor] = {}
+        self._lengths: dict[str, Tensor] = {}
+        self._labels: dict[str, Tensor] = {}
+        longest = max(int(s.lengths.max()) if len(s) else 1 for s in (arrays.train, arrays.test, arrays.val))
+        for split in ("train", "test", "val"):
+            s = getattr(arrays, split)
+            # Keep only up to the task's longest sequence: the rest of the padding is zeros.
+            self._x[split] = torch.from_numpy(np.ascontiguousarray(s.x[:, :longest])).to(device)
+            self._lengths[split] = torch.from_numpy(s.lengths).to(device)
+            self._labels[split] = torch.from_numpy(s.labels).to(device)
+        self.max_length = longest
+        self._task_code: Tensor | None = None
+        if task_id is not None:  # input_task_identity: one-hot id, appended at every step
+            self._task_code = torch.zeros(num_tasks, device=device)
+            self._task_code[task_id] = 1.0
+
+    def size(self, split: str) -> int:
+        return int(self._labels[split].shape[0])
+
+    def get(self, split: str, idx: Tensor) -> Batch:
+        lengths = self._lengths[split][idx]
+        # Cut to the batch's longest sequence (one device sync); causal net, same read-out.
+        steps = int(lengths.max()) if idx.numel() else 1
+        x = self._x[split][:, :steps][idx].float()
+        if self._task_code is not None:
+            code = self._task_code.expand(x.shape[0], steps, -1)
+            x = torch.cat([x, code], dim=2)
+        return Batch(x, self._labels[split][idx], lengths)
+
+
+@BENCHMARKS.register("ssmnist")
+def build_ssmnist(opts: SsmnistOptions, device: torch.device, data_dir: Path, seed: int) -> Benchmark:
+    train, test = load_stroke_sets(opts.source, Path(data_dir), opts.source_path)
+    family = build_tasks(train, test, opts.m, opts.two_classes, data_random_seed=opts.data_random_seed,
+                         num_tasks=opts.num_tasks, n_train=opts.n_train, n_test=opts.n_test, n_val=opts.n_val)
+    n_classes = 2 if opts.two_classes else 2**opts.m
+    tasks = [
+        SequenceTask(f"{a}/{b}", arr, device, t if opts.input_task_identity else None, opts.num_tasks)
+        for t, arr in enumerate(family) for a, b in [arr.digits]
+    ]
+    scenario = "task" if opts.heads == "multi" else "domain"
+    cols, n_out = heads(scenario, opts.num_tasks, n_classes, n_classes, device)
+    n_features = 4 + (opts.num_tasks if opts.input_task_identity else 0)
+    spec = InputSpec((max(t.max_length for t in tasks), n_features), n_out, sequential=True)
+    what = ("de Jong's official pen-stroke MNIST" if train.source == "official"
+            else "strokes derived from MNIST images (not de Jong's official archive)")
+    source = f"SSMNIST m={opts.m} from {what}"
+    info = {
+        "stroke_source": train.source, "m": opts.m, "two_classes": opts.two_classes, "classes_per_task": n_classes,
+        "task_seeds": [a.rseed for a in family],
+        "partitions": [a.partition.tolist() if a.partition is not None else None for a in family],
+        "max_length": spec.input_shape[0], "input_features": n_features, "heads": opts.heads,
+    }
+    return Benchmark(tasks, cols, spec, source, info)
