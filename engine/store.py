@@ -49,6 +49,15 @@ STATUSES = ("running", "finished", "interrupted", "failed")
 _STR = h5py.string_dtype()
 
 
+def _plain(obj: Any) -> Any:
+    """JSON fallback for numpy scalars and arrays in environment facts."""
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    return str(obj)
+
+
 def _now_id() -> str:
     return time.strftime("%Y%m%d-%H%M%S")
 
@@ -102,7 +111,7 @@ class RunWriter:
         a["scalar_names"] = json.dumps(list(SCALAR_NAMES))
         a["metric_names"] = json.dumps(list(METRIC_NAMES))
         f.create_dataset("config", data=json.dumps(config, indent=1), dtype=_STR)
-        f.create_dataset("environment", data=json.dumps(environment, indent=1), dtype=_STR)
+        f.create_dataset("environment", data=json.dumps(environment, indent=1, default=_plain), dtype=_STR)
         f.create_dataset("status", data="running", dtype=_STR)
         f.create_dataset("error", data="", dtype=_STR)
         f.create_dataset("pid", data=os.getpid(), dtype="i8")
