@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
+
+# One intra-op thread for torch here and in the engine processes the tests start: the models are
+# tiny, and on a busy 2-core machine two spinning OpenMP threads per process made a 7 s test take
+# over a minute (measured). Set before any test imports torch.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
