@@ -1,0 +1,293 @@
+"""The Live screen: one run as it trains (or as it ended), read from the run store ~4 times a second.
+
+Progress with step rate and ETA, the loss sparkline, the accuracy matrix as a heat table that fills
+in as tasks finish, forgetting curves, metrics so far beside the preset's reference, and the error
+of a failed run. It follows the store, not a process, so runs started anywhere show the same way.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from rich.console import Group
+from rich.text import Text
+from textual import events, work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.message import Message
+from textual.screen import Screen
+from textual.widgets import Footer, Static
+from textual.timer import Timer
+from textual.worker import get_current_worker
+
+from cltui.tui.records import metrics_of
+from cltui.tui.screens.confirm import ConfirmScreen
+from cltui.tui.widgets import LossLine, NavBar, heat_table, progress_table, run_header
+from cltui.views import metrics_table, reference
+from engine.errors import RunStoreError
+from engine.store import RunRecord, read_run
+
+if TYPE_CHECKING:
+    from cltui.tui.plot import CurvesPlot
+
+PLOT_EVERY = 1.0
+"""Seconds between redraws of a running run's forgetting curves."""
+
+
+def _signature(rec: RunRecord) -> tuple:
+    """What changes when a run makes progress; an unchanged signature skips the redraw."""
+    return (rec.run_id, rec.status, rec.live_status, rec.progress, rec.updated, rec.curve_steps.size,
+            rec.scalar_steps.size, rec.error)
+
+
+class LiveScreen(Screen[None]):
+    """Follow one run."""
+
+    MODE = "live"
+    HELP = ("Shows one run while it trains: progress with step rate and ETA, the loss, the accuracy "
+            "matrix (row i = after task i, column j = task j; the diagonal is each task right after it "
+            "was learned), forgetting curves with task boundaries, and the metrics so far beside the "
+            "preset's published reference. With no run chosen it follows the newest running one. `r` "
+            "resumes an interrupted or failed run; `x` stops a running one (it checkpoints first).")
+    BINDINGS = [
+        Binding("r", "resume", "Resume"),
+        Binding("x", "stop", "Stop run"),
+        Binding("f", "follow_newest", "Newest running"),
+    ]
+
+    @dataclass
+    class RunRead(Message):
+        """A fresh record of the followed run (posted by the polling worker only when it changed)."""
+
+        rec: RunRecord
+
+    @dataclass
+    class ReadFailed(Message):
+        """The run could not be read (deleted, not a run directory)."""
+
+        run_dir: Path
+        error: str
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.run_dir: Path | None = None
+        self.rec: RunRecord | None = None
+        self._active = False
+        self._wake = threading.Event()
+        self._closing = False
+        self._last_sig: tuple | None = None
+        self._note: tuple[Text, Text] | None = None
+        self._curves_key: tuple | None = None
+        self._plot_at = 0.0
+        self._plot_timer: Timer | None = None
+        self._matrix_key: tuple | None = None
+
+    def _plot(self) -> CurvesPlot:
+        from cltui.tui.plot import CurvesPlot
+
+        return self.query_one("#live-curves", CurvesPlot)
+
+    def compose(self) -> ComposeResult:
+        from cltui.tui.plot import CurvesPlot  # plotext (~50 ms): imported when this screen is first shown
+
+        yield NavBar(self.MODE)
+        with Vertical(id="live-body"):
+            yield Static(Text("no run yet: launch a preset (1) or open a run (2)", style="dim"), id="live-head")
+            yield Static("", id="live-progress")
+            yield LossLine(id="live-loss")
+            yield Static("", id="live-alert")
+            with Horizontal(id="live-main"):
+                with VerticalScroll(id="live-left"):
+                    yield Static("", id="live-matrix")
+                    yield Static("", id="live-metrics")
+                    yield Static("", id="live-error")
+                yield CurvesPlot(id="live-curves")
+        yield Footer()
+
+    # -- choosing the run ----------------------------------------------------------------------
+    def show_run(self, run_dir: Path) -> None:
+        """Follow `run_dir` from now on (read immediately)."""
+        self.run_dir = Path(run_dir)
+        self._last_sig, self._note = None, None
+        self._wake.set()
+
+    def show_starting(self, what: str) -> None:
+        self.run_dir, self.rec, self._last_sig = None, None, None
+        self._note = (Text(f"starting {what}…  (the engine process imports torch and loads data first)",
+                           style="bold cyan"), Text(""))
+        self._show_note()
+
+    def show_launch_error(self, what: str, error: str) -> None:
+        self._note = (Text(f"could not start {what}", style="bold red"), Text(error, style="red"))
+        self._show_note()
+
+    def _show_note(self) -> None:
+        """Draw the placeholder (starting…, launch error); the app may call before the screen is composed,
+        in which case on_mount draws it."""
+        if self._note is None or not self.query("#live-head"):
+            return
+        head, alert = self._note
+        self._curves_key = self._matrix_key = None
+        self.query_one("#live-head", Static).update(head)
+        self.query_one("#live-alert", Static).update(alert)
+        for wid in ("#live-progress", "#live-matrix", "#live-metrics", "#live-error"):
+            self.query_one(wid, Static).update("")
+        self.query_one("#live-loss", LossLine).show(None)
+        self._plot().show(None)
+
+    def action_follow_newest(self) -> None:
+        recs = [r for r in getattr(self.app, "latest_records", []) if r.live_status == "running"]
+        if not recs:
+            self.notify("no run is running")
+            return
+        self.show_run(max(recs, key=lambda r: r.updated).run_dir)
+
+    # -- polling -------------------------------------------------------------------------------
+    def on_mount(self) -> None:
+        self._show_note()
+        self._follow()
+
+    def on_screen_resume(self, event: events.ScreenResume) -> None:
+        self._active = True
+        self.records_changed(getattr(self.app, "latest_records", []))
+        self._wake.set()
+
+    def records_changed(self, records: list[RunRecord]) -> None:
+        """From the app's store poller: an idle Live screen picks up the newest running run, so a
+        run started elsewhere (`cltui run` in another terminal) appears here by itself."""
+        if not self._active or self.run_dir is not None or self.rec is not None or self._note is not None:
+            return
+        running = [r for r in records if r.live_status == "running"]
+        if running:
+            self.show_run(max(running, key=lambda r: r.updated).run_dir)
+
+    def on_screen_suspend(self, event: events.ScreenSuspend) -> None:
+        self._active = False
+
+    def on_unmount(self) -> None:
+        # Wake the reader so it ends now: quitting waits for worker threads to finish.
+        self._closing = True
+        self._wake.set()
+
+    @work(thread=True, exclusive=True, group="live-poll")
+    def _follow(self) -> None:
+        """One long-lived reader: every live_poll seconds (or when woken) read the followed run."""
+        worker = get_current_worker()
+        interval = self.app.settings.live_poll  # type: ignore[attr-defined]
+        while not (worker.is_cancelled or self._closing):
+            self._wake.wait(interval)
+            self._wake.clear()
+            run_dir = self.run_dir
+            if self._closing:
+                return
+            if not self._active or run_dir is None:
+                continue
+            try:
+                rec = read_run(run_dir)
+            except RunStoreError as e:
+                self.post_message(self.ReadFailed(run_dir, str(e)))
+                continue
+            sig = _signature(rec)
+            if sig != self._last_sig:
+                self._last_sig = sig
+                self.post_message(self.RunRead(rec))
+
+    def on_live_screen_read_failed(self, msg: ReadFailed) -> None:
+        if msg.run_dir != self.run_dir:
+            return
+        self.run_dir, self.rec, self._last_sig = None, None, None
+        self._note = (Text(msg.error, style="yellow"), Text(""))
+        self._show_note()
+
+    def on_live_screen_run_read(self, msg: RunRead) -> None:
+        if self.run_dir is None or msg.rec.run_dir != self.run_dir:
+            return  # a read of a run we stopped following
+        self.update_from(msg.rec)
+
+    def update_from(self, rec: RunRecord) -> None:
+        """Redraw from one record. Header, progress and loss change with every step; the matrix,
+        metrics and alert only when the matrix or status does, the plot only with a new curve point
+        (rebuilding a 20-task plot costs tens of ms, so it is not done 4 times a second for nothing)."""
+        self.rec = rec
+        self.query_one("#live-head", Static).update(run_header(rec))
+        self.query_one("#live-progress", Static).update(progress_table(rec))
+        self.query_one("#live-loss", LossLine).show(rec)
+        curves_key = (rec.run_dir, rec.curve_steps.size, rec.progress[1])
+        if curves_key != self._curves_key:
+            # A 20-task plot at 200×60 costs ~100-250 ms to build and draw; a fast GPU run brings a
+            # curve point with nearly every read, so a running run's plot is redrawn at most once
+            # per PLOT_EVERY seconds (a timer draws the last point if nothing else arrives).
+            wait = self._plot_at + PLOT_EVERY - time.monotonic()
+            if (rec.live_status != "running" or wait <= 0 or self._curves_key is None
+                    or self._curves_key[0] != rec.run_dir):
+                self._curves_key, self._plot_at = curves_key, time.monotonic()
+                self._plot().show(rec)
+            elif self._plot_timer is None:
+                self._plot_timer = self.set_timer(wait, self._plot_pending)
+        matrix_key = (rec.run_dir, rec.acc.tobytes(), rec.status, rec.live_status, rec.error)
+        if matrix_key == self._matrix_key:
+            return
+        self._matrix_key = matrix_key
+        self.query_one("#live-matrix", Static).update(heat_table(rec))
+        ref = reference(rec)
+        parts = [Text(""), metrics_table(rec, metrics_of(rec))]
+        if ref.get("source"):
+            parts.append(Text(f"reference: {ref['source']}", style="dim"))
+        if ref.get("notes"):
+            parts.append(Text(f"note: {ref['notes']}", style="dim"))
+        self.query_one("#live-metrics", Static).update(Group(*parts))
+        # The alert line is always visible; the full error text sits under the metrics (scroll).
+        alert, err = self.query_one("#live-alert", Static), self.query_one("#live-error", Static)
+        st = rec.live_status
+        if st == "failed":
+            lines = rec.error.strip().splitlines() or ["(no error text)"]
+            alert.update(Text(f"failed: {lines[0]}  (r resumes from the last checkpoint; full error below)",
+                              style="bold red"))
+            err.update(Group(Text("\nerror:", style="bold red"), Text("\n".join(lines), style="red")))
+        elif st == "interrupted":
+            alert.update(Text(f"interrupted at step {rec.progress[0]}: r resumes from its last checkpoint",
+                              style="bold yellow"))
+            err.update("")
+        else:
+            alert.update("")
+            err.update("")
+
+    def _plot_pending(self) -> None:
+        self._plot_timer = None
+        if self.rec is not None:
+            self.update_from(self.rec)
+
+    # -- actions -------------------------------------------------------------------------------
+    def action_resume(self) -> None:
+        if self.rec is None:
+            self.notify("no run shown")
+            return
+        st = self.rec.live_status
+        if st in ("running", "finished"):
+            self.notify(f"run {self.rec.run_id} is {st}; nothing to resume")
+            return
+        self.app.resume_run(self.rec.run_dir)  # type: ignore[attr-defined]
+
+    def action_stop(self) -> None:
+        rec = self.rec
+        if rec is None or rec.live_status != "running":
+            self.notify("no running run shown")
+            return
+
+        def stop(yes: bool | None) -> None:
+            if not yes:
+                return
+            try:
+                os.kill(rec.pid, signal.SIGTERM)  # the engine checkpoints and marks it interrupted
+            except OSError as e:
+                self.notify(f"could not stop pid {rec.pid}: {e.strerror}", severity="error")
+
+        self.app.push_screen(ConfirmScreen(f"Stop run {rec.run_id}?",
+                                           "It writes a checkpoint and can be resumed later."), stop)

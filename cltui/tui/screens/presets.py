@@ -1,0 +1,292 @@
+"""The Presets screen: shipped presets grouped by benchmark and method, their TOML and reference
+result, overrides validated live against the config schema, and launch.
+
+Reads presets through engine.presets (torch-free); launching is the app's job (`app.start_runs`).
+"""
+
+from __future__ import annotations
+
+import shlex
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from rich.console import Group
+from rich.text import Text
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.message import Message
+from textual.screen import Screen
+from textual.widgets import Button, Footer, Input, Label, Static, Tree
+
+from cltui.tui.widgets import NavBar
+from cltui.views import fmt
+from engine.errors import CltuiError
+
+if TYPE_CHECKING:
+    from engine.config import RunConfig
+    from engine.presets import PresetInfo
+
+# engine.presets (and engine.config with every component's options, ~20-40 ms) is imported where it
+# is used — the loading worker first — so the first screen is drawn without it.
+
+
+def parse_overrides(text: str) -> list[str]:
+    """'training.lr=0.01 seed=3' (shell-style quoting, commas allowed) → ['training.lr=0.01', 'seed=3']."""
+    try:
+        words = shlex.split(text)
+    except ValueError:  # an unclosed quote while typing
+        words = text.split()
+    return [w.rstrip(",") for w in words if w.strip(",")]
+
+
+def preset_matches(info: PresetInfo, query: str) -> bool:
+    hay = f"{info.name} {info.benchmark} {info.method} {info.description}".lower()
+    return all(w in hay for w in query.lower().split())
+
+
+def _short_path(path: Path) -> str:
+    """A shipped preset's path from the package folder (presets/split-mnist/ewc.toml); others in full."""
+    from engine.presets import presets_root
+
+    try:
+        return path.relative_to(presets_root().parent).as_posix()
+    except ValueError:
+        return str(path)
+
+
+class PresetsScreen(Screen[None]):
+    """Pick a preset, adjust it with overrides, launch it."""
+
+    MODE = "presets"
+    AUTO_FOCUS = "#preset-tree"
+    HELP = ("Presets are grouped by benchmark, then method. `/` filters them; the right pane shows the "
+            "preset's reference result and TOML. Overrides are `key=value` words (e.g. `training.lr=0.01 "
+            "seed=3`), checked against the config schema as you type. Enter in the overrides box, the "
+            "Launch button or `l` starts the run in its own process and opens its live view; with N seeds "
+            "the runs start together as one seed group.")
+    BINDINGS = [
+        Binding("slash", "filter", "Filter"),
+        Binding("l", "launch", "Launch"),
+        Binding("o", "focus_overrides", "Overrides"),
+        Binding("escape", "leave_input", "Back", show=False),
+    ]
+
+    @dataclass
+    class Loaded(Message):
+        """The preset list, read in a worker."""
+
+        infos: list[PresetInfo]
+        errors: list[str]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._infos: list[PresetInfo] = []
+        self._current: str | None = None
+        self._cfg: RunConfig | None = None
+
+    def compose(self) -> ComposeResult:
+        yield NavBar(self.MODE)
+        with Horizontal(id="presets-body"):
+            with Vertical(id="preset-list"):
+                yield Input(placeholder="/ filter presets", id="preset-filter", compact=True)
+                tree: Tree[str] = Tree("presets", id="preset-tree")
+                tree.show_root = False
+                yield tree
+            with Vertical(id="preset-detail"):
+                with VerticalScroll(id="preset-info"):
+                    yield Static("loading presets…", id="preset-head")
+                    yield Static("", id="preset-toml")
+                with Horizontal(id="launch-row"):
+                    yield Input(placeholder="overrides, e.g. training.lr=0.01 seed=3",
+                                id="overrides", compact=True)
+                    yield Label("seeds", id="seeds-label")
+                    yield Input("1", id="seeds", type="integer", compact=True)
+                    yield Button("Launch", id="launch", variant="primary", compact=True)
+                yield Static("", id="override-status")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        # After the first frame: the worker's imports (engine.config, pygments) would otherwise
+        # compete with it for the GIL.
+        self.call_after_refresh(self._load)
+
+    @work(thread=True, exclusive=True, group="presets-load")
+    def _load(self) -> None:
+        import rich.syntax  # noqa: F401  - pygments (~40 ms) imported here, off the UI thread, for _select
+        from engine.presets import preset_info, preset_names
+
+        infos, errors = [], []
+        for name in preset_names():
+            try:
+                infos.append(preset_info(name))
+            except CltuiError as e:
+                errors.append(f"{name}: {e}")
+        self.post_message(self.Loaded(infos, errors))
+
+    def on_presets_screen_loaded(self, msg: Loaded) -> None:
+        self._infos = msg.infos
+        for err in msg.errors:
+            self.notify(err, title="preset skipped", severity="warning")
+        self._rebuild_tree(self.query_one("#preset-filter", Input).value)
+        tree = self.query_one("#preset-tree", Tree)
+        if self.focused is None or self.focused is tree:
+            tree.focus()
+
+    # -- the grouped list ----------------------------------------------------------------------
+    def _rebuild_tree(self, query: str) -> None:
+        tree: Tree[str] = self.query_one("#preset-tree", Tree)
+        tree.clear()
+        shown = [i for i in self._infos if preset_matches(i, query)]
+        by_bench: dict[str, dict[str, list[PresetInfo]]] = {}
+        for info in shown:
+            by_bench.setdefault(info.benchmark, {}).setdefault(info.method, []).append(info)
+        first = None
+        for bench, methods in sorted(by_bench.items()):
+            b = tree.root.add(Text(bench, style="bold"), expand=True)
+            for method, infos in sorted(methods.items()):
+                m = b.add(Text(method, style="cyan"), expand=True)
+                for info in infos:
+                    label = Text(info.name.rsplit("/", 1)[-1])
+                    if info.ref_during is not None or info.ref_final is not None:
+                        label.append(f"  {fmt(info.ref_during, 1)}/{fmt(info.ref_final, 1)}", style="dim")
+                    leaf = m.add_leaf(label, data=info.name)
+                    first = first or leaf
+        if not shown:
+            self.query_one("#preset-head", Static).update(Text(f"no preset matches {query!r}", style="yellow"))
+        elif first is not None and (self._current is None or not any(i.name == self._current for i in shown)):
+            self._select(first.data)
+        # Put the cursor on the selected preset once the new nodes are laid out.
+        self.call_after_refresh(self._cursor_to_current)
+
+    def _cursor_to_current(self) -> None:
+        tree: Tree[str] = self.query_one("#preset-tree", Tree)
+        for line in range(tree.last_line + 1):
+            node = tree.get_node_at_line(line)
+            if node is not None and node.data == self._current:
+                tree.cursor_line = line
+                return
+
+    @on(Input.Changed, "#preset-filter")
+    def _filter_changed(self, event: Input.Changed) -> None:
+        self._rebuild_tree(event.value)
+
+    @on(Input.Submitted, "#preset-filter")
+    def _filter_done(self) -> None:
+        self.query_one("#preset-tree", Tree).focus()
+
+    @on(Tree.NodeHighlighted, "#preset-tree")
+    def _highlighted(self, event: Tree.NodeHighlighted[str]) -> None:
+        if event.node.data and event.node.data != self._current:
+            self._select(event.node.data)
+
+    @on(Tree.NodeSelected, "#preset-tree")
+    def _chosen(self, event: Tree.NodeSelected[str]) -> None:
+        if event.node.data:
+            self.query_one("#overrides", Input).focus()
+
+    # -- details and validation ----------------------------------------------------------------
+    def _select(self, name: str) -> None:
+        from engine.presets import load_preset
+
+        self._current = name
+        info = next(i for i in self._infos if i.name == name)
+        head = Text()
+        head.append(name, style="bold")
+        head.append(f"  {info.benchmark} · {info.method}\n", style="cyan")
+        if info.description:
+            head.append(info.description + "\n")
+        try:
+            cfg = load_preset(name)
+            ref = cfg.reference
+            head.append("reference  ", style="bold")
+            head.append(f"during {fmt(ref.during)} · final {fmt(ref.final)}"
+                        + ("" if ref.final_meaningful else " (final not meaningful)") + "\n")
+            if ref.source:
+                head.append(f"source     {ref.source}\n", style="dim")
+            if ref.notes:
+                head.append(f"notes      {ref.notes}\n", style="dim")
+        except CltuiError as e:
+            head.append(str(e) + "\n", style="red")
+        head.append(f"file       {_short_path(info.path)}", style="dim")
+        self.query_one("#preset-head", Static).update(head)
+        from rich.syntax import Syntax  # pygments costs ~40 ms: only once a preset is shown
+
+        try:
+            toml = info.path.read_text()
+        except OSError as e:
+            toml = f"# cannot read: {e.strerror}"
+        self.query_one("#preset-toml", Static).update(
+            Group(Text(""), Syntax(toml, "toml", theme="ansi_dark", background_color="default", word_wrap=True)))
+        self._validate()
+
+    @on(Input.Changed, "#overrides")
+    @on(Input.Changed, "#seeds")
+    def _validate(self) -> None:
+        """Resolve the preset with the overrides; show the ConfigError line or what would run.
+        Synchronous on purpose: reading one small TOML and validating it takes about a millisecond."""
+        status = self.query_one("#override-status", Static)
+        button = self.query_one("#launch", Button)
+        self._cfg = None
+        if self._current is None:  # (the seeds box's first Changed comes before any preset is loaded)
+            status.update("")
+            button.disabled = True
+            return
+        from engine.presets import load_preset
+
+        try:
+            cfg = load_preset(self._current, parse_overrides(self.query_one("#overrides", Input).value))
+            seeds = self._seeds()
+        except CltuiError as e:
+            # The engine's one line; its "--set" (the CLI's flag) reads "override" here.
+            msg = str(e).replace("--set ", "override ", 1).replace("--set:", "override:", 1)
+            status.update(Text("✗ " + msg, style="bold red"))
+            button.disabled = True
+            return
+        self._cfg = cfg
+        tr = cfg.training
+        seeds_txt = f"seeds {cfg.seed}..{cfg.seed + seeds - 1}" if seeds > 1 else f"seed {cfg.seed}"
+        status.update(Text(f"✓ {cfg.benchmark.name} · {cfg.method.name} · {cfg.model.name} · "
+                           f"{tr.steps_per_task} steps/task · lr {tr.lr:g} · {seeds_txt} · device {cfg.device}",
+                           style="green"))
+        button.disabled = False
+
+    def _seeds(self) -> int:
+        raw = self.query_one("#seeds", Input).value.strip() or "1"
+        try:
+            n = int(raw)
+        except ValueError:
+            n = 0
+        if not 1 <= n <= 32:
+            raise CltuiError(f"seeds {raw!r}: give a whole number of seeds from 1 to 32")
+        return n
+
+    # -- actions -------------------------------------------------------------------------------
+    def action_filter(self) -> None:
+        self.query_one("#preset-filter", Input).focus()
+
+    def action_focus_overrides(self) -> None:
+        self.query_one("#overrides", Input).focus()
+
+    def action_leave_input(self) -> None:
+        f = self.query_one("#preset-filter", Input)
+        if self.focused is f and f.value:
+            f.value = ""
+        self.query_one("#preset-tree", Tree).focus()
+
+    @on(Input.Submitted, "#overrides")
+    @on(Input.Submitted, "#seeds")
+    @on(Button.Pressed, "#launch")
+    def action_launch(self) -> None:
+        self._validate()
+        if self._cfg is None:
+            self.notify("fix the overrides first (see the red line)", severity="error")
+            return
+        cfg, n = self._cfg, self._seeds()
+        group = ""
+        if n > 1:
+            group = f"{time.strftime('%Y%m%d-%H%M%S')}-{cfg.name.replace('/', '-')}-x{n}"
+        self.app.start_runs([replace(cfg, seed=cfg.seed + k) for k in range(n)], group)  # type: ignore[attr-defined]

@@ -1,0 +1,287 @@
+"""The Runs screen: every stored run with its live status and metrics, seed groups as mean ± std;
+filter, sort, open, mark for comparison, resume and delete (after a confirmation).
+
+The records come from the app's store poller (about once a second); this screen only draws them.
+"""
+
+from __future__ import annotations
+
+import math
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+from rich.text import Text
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Vertical
+from textual.message import Message
+from textual.screen import Screen
+from textual.widgets import DataTable, Footer, Input, Static
+
+from cltui.tui.records import SORT_KEYS, GroupStats, group_stats, matches, metrics_of, sort_records
+from cltui.tui.screens.confirm import ConfirmScreen
+from cltui.tui.widgets import NavBar, RowsTable, metric_cell
+from cltui.views import fmt, status_style
+from engine.store import RunRecord
+
+# What matters most comes first (the id repeats preset and seed, so it goes last): at 80 columns
+# status, preset, seed, progress and the metrics fit; the rest scrolls sideways.
+RUN_COLUMNS = (("mark", " "), ("status", "status"), ("preset", "preset"), ("seed", "seed"), ("steps", "steps"),
+               ("during", "during"), ("final", "final"), ("bwt", "BWT"), ("method", "method"),
+               ("benchmark", "benchmark"), ("started", "started"), ("group", "group"), ("run", "run"))
+GROUP_COLUMNS = ("group", "runs", "status", "during", "final", "BWT", "forgetting", "method", "benchmark")
+_SORT_OF_COLUMN = {"run": "created", "started": "created", "status": "status", "benchmark": "benchmark", "method": "method",
+                   "seed": "seed", "during": "during", "final": "final", "bwt": "bwt"}
+
+
+class RunsScreen(Screen[None]):
+    """All stored runs."""
+
+    MODE = "runs"
+    AUTO_FOCUS = "#runs-table"
+    HELP = ("Every run in the runs directory, refreshed about once a second, including runs started "
+            "elsewhere with `cltui run`. A 'running' run whose process is gone shows as interrupted. "
+            "`/` filters by words (id, status, preset, benchmark, method, s<seed>, group); `s` cycles "
+            "the sort order, `S` reverses it, or click a column header. Enter opens a run live; space "
+            "marks runs and `c` compares the marked ones (enter on a seed group compares its runs). "
+            "`r` resumes an interrupted or failed run; `d` deletes a run after asking.")
+    BINDINGS = [
+        Binding("enter", "open", "Open", show=True),
+        Binding("space", "mark", "Mark"),
+        Binding("c", "compare", "Compare marked"),
+        Binding("r", "resume", "Resume"),
+        Binding("d", "delete", "Delete"),
+        Binding("s", "sort", "Sort"),
+        Binding("S", "reverse", "Reverse", show=False),
+        Binding("slash", "filter", "Filter"),
+        Binding("escape", "leave_filter", "Back", show=False),
+    ]
+
+    @dataclass
+    class Deleted(Message):
+        """A run directory was removed (or could not be)."""
+
+        run_id: str
+        error: str = ""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.records: list[RunRecord] = []
+        self.marked: set[str] = set()
+        self.sort_key = "created"
+        self.sort_reverse = True  # newest first
+        self._rows: list[tuple] = []
+        self._group_rows: list[tuple] = []
+        self._shown: list[RunRecord] = []
+        self._groups: list[GroupStats] = []
+
+    def compose(self) -> ComposeResult:
+        yield NavBar(self.MODE)
+        with Vertical(id="runs-body"):
+            yield Input(placeholder="/ filter: words in id, status, preset, method, s<seed>, group",
+                        id="runs-filter", compact=True)
+            table = RowsTable(id="runs-table", cursor_type="row", zebra_stripes=True)
+            for key, label in RUN_COLUMNS:
+                table.add_column(label, key=key)
+            yield table
+            yield Static("", id="groups-title")
+            groups = RowsTable(id="groups-table", cursor_type="row")
+            groups.add_columns(*GROUP_COLUMNS)
+            yield groups
+            yield Static("", id="runs-hint")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.show_records(getattr(self.app, "latest_records", []))
+        self.query_one("#runs-table", DataTable).focus()
+
+    # -- drawing -------------------------------------------------------------------------------
+    def show_records(self, records: list[RunRecord]) -> None:
+        """Redraw from the store's records (rows are rebuilt only when their text changed)."""
+        self.records = list(records)
+        if self.query("#runs-table"):  # composed yet? (else on_mount draws)
+            self._redraw()
+
+    def _row(self, r: RunRecord) -> tuple:
+        m = metrics_of(r)
+        st = r.live_status
+        started = r.created[5:16].replace("T", " ")  # 2025-01-31T12:00:00 → 01-31 12:00
+        return (r.run_id, "●" if r.run_id in self.marked else " ", Text(st, style=status_style(st)), r.preset,
+                str(r.seed), f"{r.progress[0]}/{r.progress[1]}", fmt(m.get("during", math.nan)),
+                fmt(m.get("final", math.nan)), fmt(m.get("bwt", math.nan)), r.method, r.benchmark, started,
+                r.group or "", r.run_id)
+
+    def _redraw(self) -> None:
+        query = self.query_one("#runs-filter", Input).value
+        shown = sort_records([r for r in self.records if matches(r, query)], self.sort_key, self.sort_reverse)
+        rows = [self._row(r) for r in shown]
+        table = self.query_one("#runs-table", DataTable)
+        if rows != self._rows:
+            current = self.current_run_id()
+            table.clear()
+            for row in rows:
+                table.add_row(*row[1:], key=row[0])
+            self._rows = rows
+            if current is not None and current in {r.run_id for r in shown}:
+                table.move_cursor(row=table.get_row_index(current), animate=False)
+        self._shown = shown
+
+        self._groups = group_stats(shown)
+        grows = [(g.group, str(len(g.runs)), g.status_text,
+                  *(metric_cell(g.mean[k], g.std[k]) for k in ("during", "final", "bwt", "forgetting")),
+                  g.method, g.benchmark) for g in self._groups]
+        gtable = self.query_one("#groups-table", DataTable)
+        if grows != self._group_rows:
+            gtable.clear()
+            for row in grows:
+                gtable.add_row(*row, key=row[0])
+            self._group_rows = grows
+        has_groups = bool(grows)
+        gtable.display = has_groups
+        title = self.query_one("#groups-title", Static)
+        title.display = has_groups
+        title.update(Text("seed groups: metrics as mean ± std over the group's runs", style="bold"))
+
+        n_running = sum(r.live_status == "running" for r in self.records)
+        # Metrics sort best first unless reversed; the other keys ascend unless reversed.
+        descending = self.sort_reverse != (self.sort_key in ("during", "final", "bwt"))
+        arrow = "↓" if descending else "↑"
+        hint = (f"{len(shown)}/{len(self.records)} runs · {n_running} running · sorted by {self.sort_key} {arrow}"
+                + (f" · {len(self.marked)} marked (c compares)" if self.marked else ""))
+        if not self.records:
+            hint = "no runs yet: launch a preset on screen 1, or run `cltui run demo` in another terminal"
+        self.query_one("#runs-hint", Static).update(Text(hint, style="dim"))
+
+    # -- selection helpers ---------------------------------------------------------------------
+    def current_run_id(self) -> str | None:
+        table = self.query_one("#runs-table", DataTable)
+        if table.row_count == 0:
+            return None
+        try:
+            return str(table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value)
+        except Exception:  # cursor outside the rows while the table is rebuilt
+            return None
+
+    def current_record(self) -> RunRecord | None:
+        rid = self.current_run_id()
+        return next((r for r in self._shown if r.run_id == rid), None)
+
+    # -- events and actions --------------------------------------------------------------------
+    @on(Input.Changed, "#runs-filter")
+    def _filtered(self) -> None:
+        self._redraw()
+
+    @on(Input.Submitted, "#runs-filter")
+    def _filter_done(self) -> None:
+        self.query_one("#runs-table", DataTable).focus()
+
+    @on(DataTable.HeaderSelected, "#runs-table")
+    def _header(self, event: DataTable.HeaderSelected) -> None:
+        key = _SORT_OF_COLUMN.get(str(event.column_key.value))
+        if key is None:
+            return
+        if key == self.sort_key:
+            self.sort_reverse = not self.sort_reverse
+        else:
+            self.sort_key, self.sort_reverse = key, key in ("created",)
+        self._redraw()
+
+    @on(DataTable.RowSelected, "#runs-table")
+    def _row_selected(self) -> None:
+        self.action_open()
+
+    @on(DataTable.RowSelected, "#groups-table")
+    def _group_selected(self, event: DataTable.RowSelected) -> None:
+        g = next((g for g in self._groups if g.group == event.row_key.value), None)
+        if g is not None:
+            self.app.compare_runs([self.app.store.root / rid for rid in g.runs])  # type: ignore[attr-defined]
+
+    def action_filter(self) -> None:
+        self.query_one("#runs-filter", Input).focus()
+
+    def action_leave_filter(self) -> None:
+        f = self.query_one("#runs-filter", Input)
+        if self.focused is f and f.value:
+            f.value = ""
+        self.query_one("#runs-table", DataTable).focus()
+
+    def action_sort(self) -> None:
+        i = SORT_KEYS.index(self.sort_key)
+        self.sort_key = SORT_KEYS[(i + 1) % len(SORT_KEYS)]
+        self.sort_reverse = self.sort_key == "created"
+        self._redraw()
+
+    def action_reverse(self) -> None:
+        self.sort_reverse = not self.sort_reverse
+        self._redraw()
+
+    def action_open(self) -> None:
+        if self.focused is self.query_one("#groups-table", DataTable):
+            return  # RowSelected of the groups table handles it
+        rec = self.current_record()
+        if rec is not None:
+            self.app.open_run(rec.run_dir)  # type: ignore[attr-defined]
+
+    def action_mark(self) -> None:
+        rid = self.current_run_id()
+        if rid is None:
+            return
+        self.marked.symmetric_difference_update({rid})
+        self._redraw()
+        table = self.query_one("#runs-table", DataTable)
+        if table.cursor_row < table.row_count - 1:
+            table.move_cursor(row=table.cursor_row + 1, animate=False)
+
+    def action_compare(self) -> None:
+        marked = [r for r in self.records if r.run_id in self.marked]
+        if len(marked) < 2:
+            self.notify("mark two or more runs with space first")
+            return
+        self.app.compare_runs([r.run_dir for r in marked])  # type: ignore[attr-defined]
+
+    def action_resume(self) -> None:
+        rec = self.current_record()
+        if rec is None:
+            return
+        st = rec.live_status
+        if st in ("running", "finished"):
+            self.notify(f"run {rec.run_id} is {st}; nothing to resume")
+            return
+        self.app.resume_run(rec.run_dir)  # type: ignore[attr-defined]
+
+    def action_delete(self) -> None:
+        rec = self.current_record()
+        if rec is None:
+            return
+        if rec.live_status == "running":
+            self.notify(f"run {rec.run_id} is still running (pid {rec.pid}); stop it first (x on the Live screen)",
+                        severity="warning")
+            return
+
+        def answer(yes: bool | None) -> None:
+            if yes:
+                self._delete(rec.run_id, rec.run_dir)
+
+        self.app.push_screen(ConfirmScreen(f"Delete run {rec.run_id}?",
+                                           f"This removes {rec.run_dir}\n(its record and checkpoint).", yes="Delete"), answer)
+
+    @work(thread=True, group="runs-delete")
+    def _delete(self, run_id: str, run_dir: Path) -> None:
+        try:
+            self.app.store.delete(run_dir)  # type: ignore[attr-defined]  # only a dir holding run.h5
+            err = ""
+        except (OSError, shutil.Error) as e:
+            err = str(e)
+        self.post_message(self.Deleted(run_id, err))
+
+    def on_runs_screen_deleted(self, msg: Deleted) -> None:
+        if msg.error:
+            self.notify(f"could not delete {msg.run_id}: {msg.error}", severity="error")
+            return
+        self.marked.discard(msg.run_id)
+        self.records = [r for r in self.records if r.run_id != msg.run_id]
+        self._redraw()
+        self.notify(f"deleted {msg.run_id}")
+        self.app.poll_now()  # type: ignore[attr-defined]

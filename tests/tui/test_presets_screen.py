@@ -1,0 +1,126 @@
+"""Presets screen: grouped list, `/` filter, details, live validation of overrides, launch."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from textual.widgets import Input, Static, Tree
+
+from cltui.tui.screens.live import LiveScreen
+from cltui.tui.screens.presets import PresetsScreen
+
+from .conftest import FakeLauncher, screen_text, wait_for, wait_text
+
+
+def _leaves(app) -> list[str]:  # type: ignore[no-untyped-def]
+    tree = app.screen.query_one("#preset-tree", Tree)
+    out = []
+
+    def walk(node) -> None:  # type: ignore[no-untyped-def]
+        if node.data:
+            out.append(node.data)
+        for child in node.children:
+            walk(child)
+
+    walk(tree.root)
+    return out
+
+
+async def test_presets_grouped_by_benchmark_then_method(make_app, test_presets: Path) -> None:  # type: ignore[no-untyped-def]
+    app = make_app(start_mode="presets")
+    async with app.run_test(size=(100, 30)) as pilot:
+        await wait_for(pilot, lambda: len(_leaves(app)) == 3, what="presets loaded")
+        tree = app.screen.query_one("#preset-tree", Tree)
+        benches = [str(n.label) for n in tree.root.children]
+        assert benches == ["permuted_mnist", "split_mnist"]
+        assert [str(n.label) for n in tree.root.children[1].children] == ["ewc", "finetune"]
+        # The first preset's details: reference result and its source, and the TOML.
+        text = await wait_text(pilot, "reference  during — · final —")
+        assert "permuted-mnist/si" in text and 'name = "si"' in text
+
+
+async def test_slash_filters_and_highlight_shows_reference(make_app, test_presets: Path) -> None:  # type: ignore[no-untyped-def]
+    app = make_app(start_mode="presets")
+    async with app.run_test(size=(100, 30)) as pilot:
+        await wait_for(pilot, lambda: len(_leaves(app)) == 3)
+        await pilot.press("slash", *"ewc")
+        await wait_for(pilot, lambda: _leaves(app) == ["split-mnist/ewc"], what="filtered to ewc")
+        text = await wait_text(pilot, "Test et al. 2020")
+        assert "during 99.12 · final 97.50" in text
+        assert "steps_per_task = 50" in text  # the TOML
+        await pilot.press("escape")  # clears the filter and returns to the list
+        await wait_for(pilot, lambda: len(_leaves(app)) == 3)
+        assert app.screen.focused is app.screen.query_one("#preset-tree")
+
+
+async def test_bad_override_shows_the_config_error_and_blocks_launch(make_app, test_presets: Path,  # type: ignore[no-untyped-def]
+                                                                     launcher: FakeLauncher) -> None:
+    app = make_app(start_mode="presets")
+    async with app.run_test(size=(100, 30)) as pilot:
+        await wait_for(pilot, lambda: len(_leaves(app)) == 3)
+        await pilot.press("o", *"training.lrr=0.1")
+        status = app.screen.query_one("#override-status", Static)
+        text = await wait_text(pilot, "✗")
+        assert "✗ override: unknown key 'training.lrr'. Closest valid keys: lr." in text
+        assert app.screen.query_one("#launch").disabled
+        await pilot.press("enter")
+        await pilot.pause(0.2)
+        assert launcher.launched == [] and isinstance(app.screen, PresetsScreen)
+        # Wrong type, then fixed: the error goes away.
+        app.screen.query_one("#overrides", Input).value = "training.lr=abc"
+        await wait_text(pilot, "✗")
+        app.screen.query_one("#overrides", Input).value = "training.lr=0.01"
+        await wait_text(pilot, "lr 0.01")
+        assert "✗" not in str(status.render())
+
+
+async def test_launch_calls_the_launcher_and_opens_the_live_run(make_app, test_presets: Path,  # type: ignore[no-untyped-def]
+                                                                launcher: FakeLauncher, runs_dir: Path) -> None:
+    app = make_app(start_mode="presets")
+    async with app.run_test(size=(100, 30)) as pilot:
+        await wait_for(pilot, lambda: len(_leaves(app)) == 3)
+        await pilot.press("slash", *"split-mnist/ewc", "enter")  # filter, back to the list
+        await pilot.press("enter")  # choose the preset: focus goes to the overrides
+        await pilot.press(*"training.lr=0.005 seed=7", "enter")
+        await wait_for(pilot, lambda: len(launcher.launched) == 1, what="launch")
+        cfg, got_runs_dir, data_dir, group = launcher.launched[0]
+        assert cfg.name == "split-mnist/ewc" and cfg.method.name == "ewc"
+        assert cfg.training.lr == 0.005 and cfg.seed == 7 and cfg.training.steps_per_task == 50
+        assert (got_runs_dir, data_dir, group) == (runs_dir, "/data", "")
+        assert isinstance(app.screen, LiveScreen)
+        text = await wait_text(pilot, "launched-1")
+        assert "split-mnist/ewc · split_mnist · ewc" in text
+
+
+async def test_launch_several_seeds_as_one_group(make_app, test_presets: Path, launcher: FakeLauncher) -> None:  # type: ignore[no-untyped-def]
+    app = make_app(start_mode="presets")
+    async with app.run_test(size=(100, 30)) as pilot:
+        await wait_for(pilot, lambda: len(_leaves(app)) == 3)
+        app.screen.query_one("#seeds", Input).value = "3"
+        await pilot.press("l")
+        await wait_for(pilot, lambda: len(launcher.launched) == 3, what="three launches")
+        assert [c.seed for c, *_ in launcher.launched] == [0, 1, 2]
+        groups = {g for *_, g in launcher.launched}
+        assert len(groups) == 1 and groups.pop().endswith("permuted-mnist-si-x3")
+
+
+async def test_launch_failure_is_shown_and_the_app_stays_up(make_app, test_presets: Path,  # type: ignore[no-untyped-def]
+                                                            launcher: FakeLauncher) -> None:
+    launcher.fail_with = "CUDA was requested but no GPU is visible to torch here; use --device cpu"
+    app = make_app(start_mode="presets")
+    async with app.run_test(size=(100, 30)) as pilot:
+        await wait_for(pilot, lambda: len(_leaves(app)) == 3)
+        await pilot.press("l")
+        await wait_text(pilot, "no GPU is visible")
+        await pilot.press("1")
+        await wait_for(pilot, lambda: isinstance(app.screen, PresetsScreen))
+
+
+async def test_shipped_presets_all_load_and_validate(make_app) -> None:  # type: ignore[no-untyped-def]
+    from engine.presets import preset_names
+
+    app = make_app(start_mode="presets")
+    async with app.run_test(size=(100, 30)) as pilot:
+        await wait_for(pilot, lambda: len(_leaves(app)) == len(preset_names()))
+        assert "demo" in _leaves(app)
+        assert "✗" not in screen_text(app)
