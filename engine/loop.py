@@ -177,6 +177,7 @@ class Trainer:
                 self.phase_started = True
             opt = self.optimizer
             assert opt is not None
+            self.method.optimizer = opt  # methods may read (never step) it, e.g. SI's step prediction
             params = [p for g in opt.param_groups for p in g["params"]]
             t_phase, t_log, steps_at_log = time.perf_counter(), time.perf_counter(), self.global_step
             while self.step_in_phase < steps:

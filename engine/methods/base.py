@@ -37,6 +37,9 @@ class MethodContext:
 class Method:
     """No-op defaults: plain fine-tuning. Subclasses override only the hooks they need."""
 
+    optimizer: torch.optim.Optimizer | None = None
+    """The current phase's optimizer, set by the loop before the phase's first step (SI reads its state)."""
+
     def __init__(self, opts: Any, ctx: MethodContext) -> None:
         self.opts = opts
         self.ctx = ctx

@@ -1,0 +1,162 @@
+"""Synaptic Intelligence (reference §4.3): a per-weight importance Ω from the path integral of the loss.
+
+Regularised set θ: all model parameters. While training every task but the last, the running
+path integral is ω ← ω + Δθ ⊙ (−g) after each step. At the end of such a task,
+Ω ← Ω + max(0, ω / ((θ_end − θ_start)² + ξ)) (ξ = `damping`), then θ_start ← θ_end, θ_prev ← θ_end
+and ω ← 0. Later tasks add the penalty c·Σ Ω ⊙ (θ − θ_prev)², c = `si_lambda`, with no ½ (unlike EWC).
+
+Which Δθ and g enter ω:
+
+* `task_loss_only = true` (every reference run): g = the task-loss gradient alone (what .grad holds
+  in `after_task_backward`), and Δθ = the step the optimizer WOULD take from that gradient,
+  predicted from a copy of its state: Adam's moments and bias correction for step+1 (zero moments
+  on the first step), with the param group's lr, betas, eps and (L2-style) weight_decay. For SGD
+  the prediction is −lr·(g + wd·θ), through a copy of the momentum buffer when momentum ≠ 0
+  (plain SGD: Δθ = −lr·g). The optimizer's state is never touched.
+* `task_loss_only = false`: Δθ = the real change made by `step()`, g = the full gradient .grad holds
+  at that point (task loss + penalty, after clipping).
+
+The loop gives the method its optimizer as `self.optimizer` (set when a phase's optimizer exists).
+Imports torch; never textual/typer/rich.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from engine.methods.base import METHODS, Method, MethodContext
+from engine.methods.options import SiOptions
+
+
+@torch.no_grad()
+def predicted_step(opt: torch.optim.Optimizer, p: Tensor, g: Tensor) -> Tensor:
+    """The change `opt.step()` would make to `p` if its gradient were `g`; reads a copy of the state only.
+
+    Mirrors torch's single-tensor Adam/AdamW (no amsgrad) and SGD (momentum, dampening, Nesterov)
+    updates. Raises for optimizers and options it does not model.
+    """
+    group = next(gr for gr in opt.param_groups if any(q is p for q in gr["params"]))
+    state = opt.state.get(p, {})
+    lr, wd = group["lr"], group["weight_decay"]
+    if group.get("maximize", False) or group.get("amsgrad", False):
+        raise ValueError("SI's task-loss-only step prediction does not support maximize or amsgrad")
+    decoupled = isinstance(opt, torch.optim.AdamW) or group.get("decoupled_weight_decay", False)
+    delta = torch.zeros_like(p)
+    if wd != 0 and decoupled:
+        delta = -lr * wd * p  # AdamW shrinks the weights first, independently of the gradient
+    d = g if wd == 0 or decoupled else g.add(p, alpha=wd)
+    if isinstance(opt, torch.optim.Adam):
+        # The same ops as torch's single-tensor Adam, out of place so the optimizer's state stays intact.
+        beta1, beta2 = group["betas"]
+        step = float(state["step"]) + 1.0 if "step" in state else 1.0
+        m = state["exp_avg"] if "exp_avg" in state else torch.zeros_like(p)
+        v = state["exp_avg_sq"] if "exp_avg_sq" in state else torch.zeros_like(p)
+        m = m.lerp(d, 1 - beta1)
+        v = v.mul(beta2).addcmul_(d, d, value=1 - beta2)
+        step_size = lr / (1 - beta1**step)
+        denom = (v.sqrt() / (1 - beta2**step) ** 0.5).add_(group["eps"])
+        return delta.addcdiv_(m, denom, value=-step_size)
+    if isinstance(opt, torch.optim.SGD):
+        momentum = group["momentum"]
+        if momentum != 0:
+            buf = state.get("momentum_buffer")
+            buf = d.clone() if buf is None else buf.mul(momentum).add_(d, alpha=1 - group["dampening"])
+            d = d.add(buf, alpha=momentum) if group["nesterov"] else buf
+        return delta.add_(d, alpha=-lr)
+    raise ValueError(f"SI cannot predict a step of {type(opt).__name__}; use Adam or SGD")
+
+
+@METHODS.register("si")
+class Si(Method):
+    def __init__(self, opts: SiOptions, ctx: MethodContext) -> None:
+        super().__init__(opts, ctx)
+        self.omega: dict[str, Tensor] | None = None  # running path integral ω of the current task
+        self.big_omega: dict[str, Tensor] | None = None  # accumulated importance Ω (None before task 1)
+        self.theta_start: dict[str, Tensor] | None = None  # θ at the start of the current task
+        self.theta_prev: dict[str, Tensor] | None = None  # θ at the end of the previous task (the anchor)
+        self._before_step: dict[str, Tensor] | None = None  # θ before step() (task_loss_only = false)
+
+    def _last_phase(self) -> int:
+        return len(self.schedule(self.ctx.benchmark.num_tasks, self.ctx.training.steps_per_task)) - 1
+
+    def _snapshot(self) -> dict[str, Tensor]:
+        return {name: p.detach().clone() for name, p in self.model.named_parameters()}
+
+    def _tracking(self, phase: int) -> bool:
+        # No importance is computed after the last task, so its path integral is never needed.
+        return phase < self._last_phase()
+
+    # -- hooks --------------------------------------------------------------------------------
+    def before_phase(self, phase: int, tasks: list[int]) -> None:
+        super().before_phase(phase, tasks)
+        self.theta_start = self._snapshot()
+        self.omega = {name: torch.zeros_like(p) for name, p in self.model.named_parameters()}
+
+    @torch.no_grad()
+    def after_task_backward(self, phase: int, tasks: list[int]) -> None:
+        super().after_task_backward(phase, tasks)
+        if not self._tracking(phase):
+            return
+        assert self.omega is not None
+        if not self.opts.task_loss_only:
+            self._before_step = self._snapshot()
+            return
+        if self.optimizer is None:
+            raise RuntimeError("SI needs the optimizer: the loop must set method.optimizer before stepping")
+        for name, p in self.model.named_parameters():
+            if p.grad is None:
+                continue  # the optimizer skips such a parameter: no step, no path integral
+            g = p.grad.detach()
+            self.omega[name].add_(predicted_step(self.optimizer, p, g) * -g)
+
+    @torch.no_grad()
+    def after_step(self, phase: int, tasks: list[int]) -> None:
+        super().after_step(phase, tasks)
+        if not self._tracking(phase) or self.opts.task_loss_only:
+            return
+        assert self.omega is not None and self._before_step is not None
+        for name, p in self.model.named_parameters():
+            if p.grad is not None:
+                self.omega[name].add_((p.detach() - self._before_step[name]) * -p.grad)
+        self._before_step = None
+
+    def penalty(self, phase: int, tasks: list[int]) -> tuple[Tensor | None, dict[str, float]]:
+        base, info = super().penalty(phase, tasks)
+        if self.big_omega is None or self.theta_prev is None:
+            return base, info
+        total = torch.zeros((), device=self.ctx.device)
+        for name, p in self.model.named_parameters():
+            total = total + (self.big_omega[name] * (p - self.theta_prev[name]).square()).sum()
+        si = self.opts.si_lambda * total
+        return (si if base is None else base + si), info
+
+    @torch.no_grad()
+    def after_phase(self, phase: int, tasks: list[int]) -> None:
+        super().after_phase(phase, tasks)
+        if not self._tracking(phase):
+            return
+        assert self.omega is not None and self.theta_start is not None
+        end = self._snapshot()
+        xi = self.opts.damping
+        new = {k: (self.omega[k] / ((end[k] - self.theta_start[k]).square() + xi)).clamp_(min=0) for k in end}
+        self.big_omega = new if self.big_omega is None else {k: self.big_omega[k] + new[k] for k in new}
+        self.theta_prev = end
+        self.theta_start = {k: v.clone() for k, v in end.items()}
+        self.omega = {k: torch.zeros_like(v) for k, v in end.items()}
+
+    # -- state --------------------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        state = super().state_dict()
+        state["si"] = {"omega": self.omega, "big_omega": self.big_omega, "theta_start": self.theta_start,
+                       "theta_prev": self.theta_prev}
+        return state
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        super().load_state_dict(state)
+        dev = self.ctx.device
+        for key in ("omega", "big_omega", "theta_start", "theta_prev"):
+            d = state["si"][key]
+            setattr(self, key, None if d is None else {k: v.to(dev) for k, v in d.items()})
