@@ -31,11 +31,9 @@ from torch import Tensor
 
 from engine.benchmarks.base import BENCHMARKS, Batch, Benchmark, InputSpec, heads
 from engine.benchmarks.options import SsmnistOptions
-from engine.data.mnist import load_mnist
 from engine.data.paths import default_data_dir
-from engine.data.skeleton import DERIVE_VERSION
 from engine.data.ssmnist import TaskArrays, build_tasks
-from engine.data.strokes import StrokeSet, derive_from_images, load_cache, load_strokes, save_cache
+from engine.data.strokes import StrokeSet, load_strokes
 from engine.errors import DataError
 
 STROKE_DIR = "stroke_mnist"
@@ -69,39 +67,9 @@ def cache_root_for(data_root: Path) -> Path:
 
 
 def load_stroke_sets(kind: str, data_root: Path, source_path: str = "") -> tuple[StrokeSet, StrokeSet]:
-    """(train, test) strokes of `kind`, reading from `data_root` and caching where writes are allowed.
-
-    A cache already in `<data_root>/stroke_mnist/` is used as is (a read-only root may ship one).
-    Otherwise the cache root is `cache_root_for(data_root)`: for 'derived', MNIST is read from
-    `data_root` and the traced strokes are cached there; for 'official', `source_path`, else
-    `<data_root>/stroke_mnist/sequences.tar.gz` or `sequences/`, else a download into the cache root.
-    """
-    data_root = Path(data_root)
-    cache_root = cache_root_for(data_root)
-    if cache_root == data_root:
-        return load_strokes(kind, data_root, Path(source_path) if source_path else None)
-    if kind == "derived":
-        meta = {"derive_version": DERIVE_VERSION}
-        for root in (data_root, cache_root):
-            cached = load_cache(root / STROKE_DIR / "derived.npz", **meta)
-            if cached is not None:
-                return cached
-        # What load_strokes does, with MNIST read from data_root (never downloaded into it: it is
-        # read-only) and the cache written elsewhere.
-        mnist = load_mnist(data_root, download=False)
-        pair = (derive_from_images(mnist.x_train, mnist.y_train, "train"),
-                derive_from_images(mnist.x_test, mnist.y_test, "test"))
-        save_cache(cache_root / STROKE_DIR / "derived.npz", *pair, **meta)
-        return pair
-    if kind == "official":
-        if (data_root / STROKE_DIR / "official.npz").is_file():
-            return load_strokes("official", data_root, download=False)
-        src = Path(source_path) if source_path else None
-        if src is None:
-            local = [data_root / STROKE_DIR / "sequences.tar.gz", data_root / STROKE_DIR / "sequences"]
-            src = next((p for p in local if p.exists()), None)
-        return load_strokes("official", cache_root, src)
-    raise DataError(f"unknown stroke data kind {kind!r}; use 'official' or 'derived'.")
+    """(train, test) strokes of `kind`, read from `data_root`, cached where writes are allowed."""
+    return load_strokes(kind, Path(data_root), Path(source_path) if source_path else None,
+                        cache_root=cache_root_for(Path(data_root)))
 
 
 class SequenceTask:

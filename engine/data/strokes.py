@@ -301,47 +301,55 @@ def load_strokes(
     source_path: Path | None = None,
     download: bool = True,
     workers: int | None = None,
+    cache_root: Path | None = None,
 ) -> tuple[StrokeSet, StrokeSet]:
-    """The (train, test) stroke digits, from the cache under `data_root/stroke_mnist/` when present.
+    """The (train, test) stroke digits, from a cache under `<root>/stroke_mnist/` when present.
 
+    Caches are looked up in `data_root` and then `cache_root`, and written to `cache_root`
+    (default: `data_root`); pass a different `cache_root` when `data_root` is read-only — inputs
+    are then only read from `data_root`, never downloaded into it.
     kind "official": read `source_path` (sequences.tar.gz or sequences/), else
-    `data_root/stroke_mnist/sequences.tar.gz` or `sequences/`, else download the archive there.
-    kind "derived": trace MNIST from `data_root` (~10 s on 2 cores, once; the cache then loads in
-    well under a second).
+    `data_root/stroke_mnist/sequences.tar.gz` or `sequences/`, else download the archive into the
+    cache folder. kind "derived": trace MNIST from `data_root` (~10 s on 2 cores, once; the cache
+    then loads in well under a second).
     """
     folder = Path(data_root) / "stroke_mnist"
+    cache_folder = Path(cache_root if cache_root is not None else data_root) / "stroke_mnist"
+    separate = cache_folder.absolute() != folder.absolute()
     if kind == "official":
-        cached = load_cache(folder / "official.npz")
+        cached = load_cache(folder / "official.npz") or (load_cache(cache_folder / "official.npz") if separate else None)
         if cached is None:
             if source_path is None:
-                local = [folder / "sequences.tar.gz", folder / "sequences"]
-                found = [p for p in local if p.exists()]
-                source_path = found[0] if found else None
+                local = [f / name for f in (folder, cache_folder) for name in ("sequences.tar.gz", "sequences")]
+                source_path = next((p for p in local if p.exists()), None)
             if source_path is None:
                 if not download:
                     raise DataError(
                         f"no stroke data in {folder}; download {OFFICIAL_URL} there or pass its path."
                     )
-                source_path = download_official(folder)
-            cached = load_official(Path(source_path), folder)
+                source_path = download_official(cache_folder)
+            cached = load_official(Path(source_path), cache_folder)
         train, test = cached
         for s in (train, test):
             if len(s) != OFFICIAL_COUNTS[s.split]:
                 raise DataError(
                     f"official stroke data has {len(s)} {s.split} digits, not {OFFICIAL_COUNTS[s.split]}; "
-                    f"delete {folder / 'official.npz'} and pass the complete sequences.tar.gz."
+                    f"delete the official.npz cache and pass the complete sequences.tar.gz."
                 )
         return train, test
     if kind == "derived":
         meta = {"derive_version": DERIVE_VERSION}
         cached = load_cache(folder / "derived.npz", **meta)
+        if cached is None and separate:
+            cached = load_cache(cache_folder / "derived.npz", **meta)
         if cached is None:
-            mnist = load_mnist(Path(data_root), download=download)
+            # A separate cache root means data_root is read-only: never download into it.
+            mnist = load_mnist(Path(data_root), download=download and not separate)
             cached = (
                 derive_from_images(mnist.x_train, mnist.y_train, "train", workers=workers),
                 derive_from_images(mnist.x_test, mnist.y_test, "test", workers=workers),
             )
-            save_cache(folder / "derived.npz", *cached, **meta)
+            save_cache(cache_folder / "derived.npz", *cached, **meta)
         return cached
     raise DataError(f"unknown stroke data kind {kind!r}; use 'official' or 'derived'.")
 
