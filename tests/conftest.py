@@ -34,3 +34,18 @@ def tiny(*overrides: str, method: str = "finetune", steps: int = 20):
         "evaluation.curve_samples=50", "training.log_every=5",
     ]
     return load_preset("demo", [*base, *overrides])
+
+
+def assert_resume_exact(cfg, tmp_path: Path, stop_at: int):  # noqa: ANN001, ANN201
+    """Run `cfg` whole, and again stopped at `stop_at` then resumed: the accuracy matrices must be equal."""
+    import numpy as np
+
+    from engine import api
+
+    full = api.run(cfg, tmp_path / "full")
+    part = api.run(cfg, tmp_path / "part", stop_at_step=stop_at)
+    assert part.status == "interrupted"
+    resumed = api.resume(part.run_id, tmp_path / "part")
+    assert resumed.status == "finished", resumed.error
+    assert np.array_equal(resumed.acc, full.acc, equal_nan=True)
+    return full, resumed

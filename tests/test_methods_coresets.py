@@ -6,15 +6,14 @@ from __future__ import annotations
 from collections import Counter
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 
-from engine import api
 from engine.api import build_trainer
 from engine.config import load_config
 from engine.methods.coresets import distillation_loss
+from tests.conftest import assert_resume_exact
 
 torch.set_num_threads(1)
 
@@ -126,9 +125,4 @@ def test_kd_at_the_teachers_own_weights_is_its_entropy_and_has_zero_gradient() -
 @pytest.mark.parametrize("stop_at", [15, 30, 37], ids=["first-boundary", "task-boundary", "mid-task"])
 def test_resume_equals_uninterrupted(tmp_path: Path, stop_at: int) -> None:
     cfg = tiny_cfg(distill_reg=2.0)
-    full = api.run(cfg, tmp_path / "full")
-    part = api.run(cfg, tmp_path / "part", stop_at_step=stop_at)
-    assert part.status == "interrupted"
-    resumed = api.resume(part.run_id, tmp_path / "part")
-    assert resumed.status == "finished", resumed.error
-    assert np.array_equal(resumed.acc, full.acc)
+    assert_resume_exact(cfg, tmp_path, stop_at)

@@ -19,6 +19,7 @@ from engine.checkpoint import load_checkpoint
 from engine.config import load_config
 from engine.methods.masking import Masking
 from engine.methods.si import Si
+from tests.conftest import assert_resume_exact
 
 torch.set_num_threads(1)
 
@@ -135,9 +136,4 @@ def test_masks_identical_across_checkpoint_and_resume(tmp_path: Path, method: st
 @pytest.mark.parametrize("stop_at", [20, 27], ids=["task-boundary", "mid-task"])
 def test_resume_equals_uninterrupted(tmp_path: Path, method: str, stop_at: int) -> None:
     cfg = tiny_cfg(method, mask_fraction=0.5)
-    full = api.run(cfg, tmp_path / "full")
-    part = api.run(cfg, tmp_path / "part", stop_at_step=stop_at)
-    assert part.status == "interrupted"
-    resumed = api.resume(part.run_id, tmp_path / "part")
-    assert resumed.status == "finished", resumed.error
-    assert np.array_equal(resumed.acc, full.acc)
+    assert_resume_exact(cfg, tmp_path, stop_at)

@@ -12,7 +12,6 @@ import pytest
 import torch
 from torch import Tensor
 
-from engine import api
 from engine.api import build_trainer
 from engine.benchmarks.base import Batch, Benchmark, InputSpec
 from engine.config import TrainingConfig, load_config
@@ -20,6 +19,7 @@ from engine.methods.base import MethodContext
 from engine.methods.options import SiOptions
 from engine.methods.si import Si, predicted_step
 from engine.models.base import CLModel
+from tests.conftest import assert_resume_exact
 
 torch.set_num_threads(1)
 
@@ -256,9 +256,4 @@ def test_global_norm_clipping(clip: float) -> None:
 @pytest.mark.parametrize("stop_at", [20, 27], ids=["task-boundary", "mid-task"])
 def test_resume_equals_uninterrupted(tmp_path: Path, stop_at: int, task_loss_only: bool) -> None:
     cfg = tiny_cfg("si", si_lambda=5.0, task_loss_only=task_loss_only)
-    full = api.run(cfg, tmp_path / "full")
-    part = api.run(cfg, tmp_path / "part", stop_at_step=stop_at)
-    assert part.status == "interrupted"
-    resumed = api.resume(part.run_id, tmp_path / "part")
-    assert resumed.status == "finished", resumed.error
-    assert np.array_equal(resumed.acc, full.acc)
+    assert_resume_exact(cfg, tmp_path, stop_at)
