@@ -50,6 +50,8 @@ def build_trainer(cfg: RunConfig, data_dir: Path, emit: Callable[[Any], None], r
     """Device, data, model, method and loop for `cfg` (seeds every RNG first)."""
     load_all()
     device = resolve_device(cfg.device)
+    if cfg.threads > 0:
+        torch.set_num_threads(cfg.threads)
     seed_everything(cfg.seed)
     bench: Benchmark = BENCHMARKS.get(cfg.benchmark.name)(cfg.benchmark.options, device, data_dir, cfg.seed)
     model = build_model(cfg.model.name, cfg.model.options, bench.spec).to(device)

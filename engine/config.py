@@ -92,6 +92,7 @@ class RunConfig:
     description: str = opt("", "one line on what this experiment is")
     seed: int = opt(0, "random seed of the run (torch, numpy, python, batch order)")
     device: Literal["auto", "cpu", "cuda"] = opt("auto", "'auto' = CUDA when present, else CPU")
+    threads: int = opt(0, "torch intra-op CPU threads (0 = torch's default); 1 avoids oversubscription on a busy machine")
     benchmark: Component = opt(None, "benchmark table")
     model: Component = opt(None, "model table")
     method: Component = opt(None, "method table")
@@ -107,7 +108,7 @@ COMPONENTS: dict[str, tuple[Registry[type], str]] = {
     "method": (METHOD_OPTIONS, "finetune"),
 }
 _PLAIN = {"training": TrainingConfig, "evaluation": EvaluationConfig, "checkpoint": CheckpointConfig, "reference": Reference}
-_TOP = {"name": str, "description": str, "seed": int, "device": None}
+_TOP = {"name": str, "description": str, "seed": int, "device": None, "threads": int}
 
 
 def _validate(raw: dict[str, Any]) -> RunConfig:
@@ -141,7 +142,7 @@ def _validate(raw: dict[str, Any]) -> RunConfig:
 def config_to_dict(cfg: RunConfig) -> dict[str, Any]:
     """The resolved config as plain data: component tables flattened to {name, **options}."""
     out: dict[str, Any] = {}
-    for key in ("name", "description", "seed", "device"):
+    for key in _TOP:
         out[key] = getattr(cfg, key)
     for key in COMPONENTS:
         comp: Component = getattr(cfg, key)

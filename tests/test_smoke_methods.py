@@ -48,3 +48,16 @@ def test_method_state_round_trip(tmp_path: Path, method: str) -> None:
             assert np.array_equal(a, b)
         else:
             assert a == b
+
+
+def test_threads_setting_reaches_torch(tmp_path: Path) -> None:
+    import torch
+
+    before = torch.get_num_threads()
+    try:
+        api.build_trainer(tiny("threads=1"), tmp_path, lambda e: None)
+        assert torch.get_num_threads() == 1
+        api.build_trainer(tiny("threads=2"), tmp_path, lambda e: None)
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
