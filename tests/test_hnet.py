@@ -88,8 +88,6 @@ def test_mlp_runs_on_generated_weights_and_ignores_its_own() -> None:
 
 def test_lstm_model_runs_on_generated_weights() -> None:
     load_all()
-    if "lstm" not in MODELS:
-        pytest.skip("engine/models/lstm.py not written yet")
     net = MODELS.get("lstm")(MODEL_OPTIONS.get("lstm")(), InputSpec((12, 4), 10, sequential=True))
     m = make(net, chunk_size=10000, hidden=[25, 25], temb_size=32, cemb_size=16)
     x, lengths = torch.randn(3, 12, 4), torch.tensor([12, 7, 3])
