@@ -5,14 +5,15 @@ Each package lists its modules in its `__init__` (`MODULES`); importing one runs
 them all, so calling `load_all()` loads torch; importing this module does not (the UI may import it,
 and calls `load_all()` only inside functions or a worker thread).
 
-`option_docs(cfg)` lists a resolved config's component options with their help texts, for
-`cltui presets show` and the TUI; it reads the dataclasses' field metadata only (torch-free).
+`option_docs(cfg)` lists a resolved config's options (component options included) with their help
+texts, for `cltui presets show` and the TUI; it reads dataclass field metadata only (torch-free).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import importlib
+import json
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -44,20 +45,31 @@ def load_all() -> None:
 
 @dataclass(frozen=True)
 class OptionDoc:
-    """One component option of a resolved config."""
+    """One option of a resolved config, with its help text."""
 
     key: str
     """Dotted key as a preset or `--set` writes it, e.g. 'method.ewc_lambda'."""
     value: Any
     help: str
 
+    @property
+    def value_text(self) -> str:
+        """The value as a preset would write it (JSON spelling, which TOML shares for these types)."""
+        return json.dumps(self.value, ensure_ascii=False)
 
-def option_docs(cfg: RunConfig, sections: tuple[str, ...] = ("benchmark", "model", "method")) -> list[OptionDoc]:
-    """The options of the named component sections of `cfg`, in declaration order, with their help."""
+
+DOC_SECTIONS = ("benchmark", "model", "method", "training", "evaluation", "checkpoint")
+
+
+def option_docs(cfg: RunConfig, sections: tuple[str, ...] = DOC_SECTIONS) -> list[OptionDoc]:
+    """Every option of the named sections of `cfg` (component tables: their name, then the options
+    of the registered dataclass), in declaration order, with the help text its field declares."""
     out = []
     for section in sections:
-        comp = getattr(cfg, section)
-        out.append(OptionDoc(f"{section}.name", comp.name, f"registered {section} name"))
-        for f in dataclasses.fields(comp.options):
-            out.append(OptionDoc(f"{section}.{f.name}", getattr(comp.options, f.name), f.metadata.get("help", "")))
+        obj = getattr(cfg, section)
+        if hasattr(obj, "options") and hasattr(obj, "name"):  # a Component: name + its options dataclass
+            out.append(OptionDoc(f"{section}.name", obj.name, f"which registered {section}"))
+            obj = obj.options
+        for f in dataclasses.fields(obj):
+            out.append(OptionDoc(f"{section}.{f.name}", getattr(obj, f.name), f.metadata.get("help", "")))
     return out
