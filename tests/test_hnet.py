@@ -17,8 +17,8 @@ from engine.methods.base import MethodContext
 from engine.methods.hnet import Hnet, HnetOptions
 from engine.models.base import CLModel, params_from_flat
 from engine.models.mlp import MLP, MlpOptions
-from engine.registry import MODELS
 from engine.presets import load_preset
+from engine.registry import MODELS
 from tests.conftest import tiny
 
 CPU = torch.device("cpu")

@@ -15,7 +15,14 @@ import pytest
 
 from engine.catalog import PACKAGES, component_modules, load_all
 from engine.errors import ConfigError
-from engine.registry import ANALYSES, BENCHMARKS, METHODS, MODELS, ComponentRegistry, default_name
+from engine.registry import (
+    ANALYSES,
+    BENCHMARKS,
+    METHODS,
+    MODELS,
+    ComponentRegistry,
+    default_name,
+)
 from engine.schema import opt
 
 REGISTRIES = {"benchmark": BENCHMARKS, "model": MODELS, "method": METHODS, "analysis": ANALYSES}

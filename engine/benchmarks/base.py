@@ -11,14 +11,12 @@ task; class-incremental: all classes). Labels are indices into the task's head.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Literal, Protocol
+from typing import Any, Protocol
 
 import torch
 from torch import Tensor
 
 SPLITS = ("train", "test")
-
-Scenario = Literal["task", "domain", "class"]
 
 
 @dataclass(frozen=True)

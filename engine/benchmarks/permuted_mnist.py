@@ -17,6 +17,8 @@ from engine.schema import opt
 
 @dataclass(frozen=True)
 class PermutedMnistOptions:
+    """Permuted-MNIST: all of MNIST under one fixed pixel permutation per task."""
+
     data: Literal["full", "embedded"] = opt("full", "'full' = the official MNIST files; 'embedded' = the subset shipped with cltui")
     scenario: Literal["task", "domain"] = opt("domain", "'domain' = one shared 10-way head; 'task' = one 10-way head per task")
     num_tasks: int = opt(10, "number of permutations")

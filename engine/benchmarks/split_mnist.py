@@ -9,7 +9,7 @@ from typing import Literal
 import numpy as np
 import torch
 
-from engine.benchmarks.base import Benchmark, ImageTask, InputSpec, Scenario, heads
+from engine.benchmarks.base import Benchmark, ImageTask, InputSpec, heads
 from engine.benchmarks.mnist_source import mnist_arrays
 from engine.registry import BENCHMARKS
 from engine.schema import opt
@@ -17,8 +17,10 @@ from engine.schema import opt
 
 @dataclass(frozen=True)
 class SplitMnistOptions:
+    """Split-MNIST: digit pairs (0,1), (2,3), ... as tasks."""
+
     data: Literal["full", "embedded"] = opt("full", "'full' = the official MNIST files; 'embedded' = the subset shipped with cltui")
-    scenario: Scenario = opt("task", "'task' = one 2-unit head per task; 'domain' = one shared 2-unit head; 'class' = one 10-way head over all digits")
+    scenario: Literal["task", "domain", "class"] = opt("task", "'task' = one 2-unit head per task; 'domain' = one shared 2-unit head; 'class' = one 10-way head over all digits")
     num_tasks: int = opt(5, "number of digit pairs, (0,1), (2,3), ... (1 to 5)")
     train_per_task: int = opt(-1, "cap on training images per task (-1 = all)")
 

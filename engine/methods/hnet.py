@@ -39,7 +39,7 @@ from engine.schema import opt
 class HnetOptions:
     """Chunked MLP hypernetwork generating all main-network weights; defaults are hypnettorch's hypercl ones (spec §8)."""
 
-    hidden: list[int] = opt([100, 100], "hypernetwork MLP hidden widths (ReLU)")
+    hidden: list[int] = opt([100, 100], "hypernetwork MLP hidden widths (ReLU)")  # noqa: RUF009 (opt copies lists per instance)
     chunk_size: int = opt(750, "weights generated per MLP pass; K = ceil(main params / chunk_size) chunks")
     temb_size: int = opt(8, "task embedding size")
     cemb_size: int = opt(8, "chunk embedding size")

@@ -35,7 +35,7 @@ def draw_masks(mask_sizes: list[int], num_tasks: int, fraction_off: float, devic
     for _ in range(num_tasks):
         layers = []
         for units in mask_sizes:
-            off = np.random.permutation(units)[: int(math.floor(units * fraction_off))]
+            off = np.random.permutation(units)[: math.floor(units * fraction_off)]
             m = np.ones(units, dtype=np.float32)
             m[off] = 0.0
             layers.append(torch.from_numpy(m).to(device=device, dtype=dtype))

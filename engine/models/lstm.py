@@ -46,7 +46,6 @@ from engine.models.base import CLModel, empty_linear, linear_init_
 from engine.registry import MODELS
 from engine.schema import opt
 
-
 _CUDNN_WARNING = "RNN module weights are not part of single contiguous chunk of memory"
 _cudnn_warning_filtered = False
 

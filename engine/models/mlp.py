@@ -9,6 +9,7 @@ order a hypernetwork's flat output is cut in. Imports torch; never textual/typer
 
 from __future__ import annotations
 
+import itertools
 import math
 from dataclasses import dataclass
 from typing import Literal
@@ -26,7 +27,7 @@ from engine.schema import opt
 class MlpOptions:
     """A fully connected network on the flattened input."""
 
-    hidden: list[int] = opt([400, 400], "widths of the hidden layers")
+    hidden: list[int] = opt([400, 400], "widths of the hidden layers")  # noqa: RUF009 (opt copies lists per instance)
     activation: Literal["relu", "tanh"] = opt("relu", "hidden nonlinearity")
 
     def __post_init__(self) -> None:
@@ -44,7 +45,7 @@ class MLP(CLModel):
         widths = [self.n_in, *opts.hidden]
         self.unit_layers = {}
         # Registration order = parameter order (hypernetwork cutting, checkpoints).
-        for i, (fan_in, units) in enumerate(zip(widths[:-1], widths[1:]), start=1):
+        for i, (fan_in, units) in enumerate(itertools.pairwise(widths), start=1):
             setattr(self, f"fc{i}", empty_linear(fan_in, units))
             setattr(self, f"h{i}", UnitGate(units))
             self.unit_layers[f"h{i}"] = units
