@@ -65,6 +65,7 @@ class Ewc(Method):
     def _fisher_logits(self, x: Tensor, lengths: Tensor | None, task: int,
                        weights: dict[str, Tensor] | None) -> Tensor:
         """Head logits used for the Fisher; `weights` (name → tensor) replaces the model's own."""
+        logits: Tensor
         if weights is None:
             logits = self.model(x, lengths)
         else:

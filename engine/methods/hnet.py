@@ -95,7 +95,8 @@ class Hnet(Method):
     # -- weights ------------------------------------------------------------------------------
     def generate(self, tasks: Tensor) -> Tensor:
         """Long [n] task ids on the device → [n, n_main] flat main-network weights (differentiable)."""
-        return self.hnet(tasks)
+        flat: Tensor = self.hnet(tasks)
+        return flat
 
     def weights_for(self, task: int) -> dict[str, Tensor]:
         """Main-network parameters for `task`, by name (views of one generated flat vector).
@@ -117,7 +118,8 @@ class Hnet(Method):
         return list(self.hnet.parameters())
 
     def forward(self, x: Tensor, lengths: Tensor | None, task: int) -> Tensor:
-        return functional_call(self.model, self.weights_for(task), (x, lengths))
+        logits: Tensor = functional_call(self.model, self.weights_for(task), (x, lengths))
+        return logits
 
     # -- regulariser --------------------------------------------------------------------------
     def _earlier_tasks(self, phase: int, tasks: list[int]) -> list[int]:

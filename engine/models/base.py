@@ -37,9 +37,8 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
 from torch import Tensor, nn
 
 from engine.benchmarks.base import InputSpec
@@ -75,6 +74,9 @@ class CLModel(nn.Module):
     def forward(self, x: Tensor, lengths: Tensor | None = None) -> Tensor:
         raise NotImplementedError
 
+    if TYPE_CHECKING:  # nn.Module.__call__ is typed as returning Any; ours returns the logits
+        def __call__(self, x: Tensor, lengths: Tensor | None = None) -> Tensor: ...
+
     def features(self, x: Tensor, lengths: Tensor | None = None) -> dict[str, Tensor]:
         raise NotImplementedError
 
@@ -90,7 +92,7 @@ class CLModel(nn.Module):
         unknown = set(gains) - set(self.unit_layers)
         if unknown:
             raise KeyError(f"not unit layers: {sorted(unknown)}; this model has {list(self.unit_layers)}")
-        layers = {name: self.get_submodule(name) for name in gains}
+        layers: dict[str, Any] = {name: self.get_submodule(name) for name in gains}  # each has .gain
         try:
             for name, gain in gains.items():
                 layers[name].gain = gain
@@ -126,5 +128,6 @@ def linear_init_(weight: Tensor, bias: Tensor) -> None:
 
 
 def empty_linear(n_in: int, n_out: int) -> nn.Linear:
-    """An nn.Linear whose construction draws nothing from the RNG (the model initialises it later)."""
-    return torch.nn.utils.skip_init(nn.Linear, n_in, n_out)
+    """An nn.Linear whose construction draws nothing from the RNG (the model initialises it later):
+    built on the meta device, then given uninitialised CPU storage (what torch's skip_init does)."""
+    return nn.Linear(n_in, n_out, device="meta").to_empty(device="cpu")

@@ -130,7 +130,7 @@ class LSTMLayer(nn.Module):
         self.bias_hh = nn.Parameter(torch.empty(h4))
 
     def forward(self, x: Tensor, lengths: Tensor | None = None) -> Tensor:
-        w = [self.weight_ih, self.bias_ih, self.weight_hh, self.bias_hh]
+        w: list[Tensor] = [self.weight_ih, self.bias_ih, self.weight_hh, self.bias_hh]
         gain = self.gain
         impl = self.impl
         if impl == "auto":
@@ -190,4 +190,5 @@ class LSTM(CLModel):
         return {"lstm": self.lstm(x, lengths)}
 
     def forward(self, x: Tensor, lengths: Tensor | None = None) -> Tensor:
-        return self.out(self.lstm(x, lengths))
+        logits: Tensor = self.out(self.lstm(x, lengths))
+        return logits

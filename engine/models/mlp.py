@@ -75,4 +75,5 @@ class MLP(CLModel):
         h = x.reshape(x.shape[0], -1)
         for _, fc, gate in self._layers():
             h = gate(self.act(fc(h)))
-        return self.out(h)
+        logits: Tensor = self.out(h)
+        return logits
