@@ -64,10 +64,12 @@ DOC_SECTIONS = ("benchmark", "model", "method", "training", "evaluation", "check
 def option_docs(cfg: RunConfig, sections: tuple[str, ...] = DOC_SECTIONS) -> list[OptionDoc]:
     """Every option of the named sections of `cfg` (component tables: their name, then the options
     of the registered dataclass), in declaration order, with the help text its field declares."""
+    from engine.config import Component
+
     out = []
     for section in sections:
         obj = getattr(cfg, section)
-        if hasattr(obj, "options") and hasattr(obj, "name"):  # a Component: name + its options dataclass
+        if isinstance(obj, Component):  # its registered name, then its options dataclass
             out.append(OptionDoc(f"{section}.name", obj.name, f"which registered {section}"))
             obj = obj.options
         for f in dataclasses.fields(obj):

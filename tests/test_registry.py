@@ -131,3 +131,20 @@ def test_unknown_name_in_a_config_names_the_key_and_close_names() -> None:
 
     with pytest.raises(ConfigError, match=r"--set: unknown method 'masking_sj'\. Did you mean 'masking_si'"):
         load_preset("demo", ["method.name=masking_sj"])
+
+
+def test_option_docs_cover_every_option_of_a_config_with_help() -> None:
+    """What `cltui presets show` and the TUI list: every key of the resolved config's component and
+    settings tables, in order, each with its value and a help text."""
+    from engine.catalog import DOC_SECTIONS, option_docs
+    from engine.config import config_to_dict
+    from engine.presets import load_preset
+
+    cfg = load_preset("split-mnist/ewc")
+    docs = option_docs(cfg)
+    flat = config_to_dict(cfg)
+    assert [d.key for d in docs] == [f"{s}.{k}" for s in DOC_SECTIONS for k in flat[s]]
+    assert all(d.value == flat[d.key.split(".")[0]][d.key.split(".", 1)[1]] for d in docs)
+    assert all(d.help.strip() for d in docs), [d.key for d in docs if not d.help.strip()]
+    by_key = {d.key: d for d in docs}
+    assert by_key["method.name"].value == "ewc" and by_key["model.hidden"].value_text == "[400, 400]"
