@@ -221,7 +221,7 @@ def presets(
 
 @presets_app.command("show")
 def presets_show(name: Annotated[str, typer.Argument(help="preset name")]) -> None:
-    """Show a preset's TOML, its resolved config and its reference result."""
+    """Show a preset's TOML, its resolved config and every option with its help text."""
     from rich.syntax import Syntax
 
     from engine.config import config_json
@@ -236,6 +236,14 @@ def presets_show(name: Annotated[str, typer.Argument(help="preset name")]) -> No
     console.print(Syntax(path.read_text(), "toml", theme="ansi_dark", background_color="default"))
     console.print("[bold]resolved config[/bold]")
     console.print(Syntax(config_json(cfg), "json", theme="ansi_dark", background_color="default"))
+    from rich.table import Table
+
+    from engine.catalog import option_docs
+
+    opts = Table("option", "value", "help", title="options", title_justify="left", show_edge=False, pad_edge=False)
+    for doc in option_docs(cfg):
+        opts.add_row(doc.key, doc.value_text, doc.help, style="bold" if doc.key.endswith(".name") else None)
+    console.print(opts)
 
 
 @app.command()

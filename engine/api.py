@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from engine import events as ev
-from engine.benchmarks.base import BENCHMARKS, Benchmark
+from engine.benchmarks.base import Benchmark
 from engine.catalog import load_all
 from engine.checkpoint import load_checkpoint
 from engine.config import RunConfig, config_from_dict, config_to_dict
@@ -29,8 +29,9 @@ from engine.data.paths import resolve_data_dir
 from engine.env import environment, resolve_device
 from engine.errors import RunStoreError
 from engine.loop import Trainer
-from engine.methods.base import METHODS, MethodContext
+from engine.methods.base import MethodContext
 from engine.models.base import build_model
+from engine.registry import BENCHMARKS, METHODS
 from engine.rng import seed_everything
 from engine.store import RunStore, RunWriter, pid_alive, read_run
 
@@ -53,10 +54,10 @@ def build_trainer(cfg: RunConfig, data_dir: Path, emit: Callable[[Any], None], r
     if cfg.threads > 0:
         torch.set_num_threads(cfg.threads)
     seed_everything(cfg.seed)
-    bench: Benchmark = BENCHMARKS.get(cfg.benchmark.name)(cfg.benchmark.options, device, data_dir, cfg.seed)
+    bench: Benchmark = BENCHMARKS.get(cfg.benchmark.name).impl(cfg.benchmark.options, device, data_dir, cfg.seed)
     model = build_model(cfg.model.name, cfg.model.options, bench.spec).to(device)
     ctx = MethodContext(model=model, benchmark=bench, device=device, training=cfg.training, seed=cfg.seed)
-    method = METHODS.get(cfg.method.name)(cfg.method.options, ctx)
+    method = METHODS.get(cfg.method.name).impl(cfg.method.options, ctx)
     return Trainer(cfg, bench, model, method, device, emit, run_dir, store_counts), device
 
 

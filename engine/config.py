@@ -2,7 +2,8 @@
 
 A preset states only what differs from the defaults below. Component tables (`[benchmark]`,
 `[model]`, `[method]`) hold a `name` and that component's own options, validated against the
-dataclass registered for the name. Torch-free.
+dataclass registered for the name (engine.registry). Torch-free at import; validating a config
+fills the registries (engine.catalog.load_all), which imports the components and so torch.
 """
 
 from __future__ import annotations
@@ -19,11 +20,8 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib
 
-from engine.benchmarks.options import BENCHMARK_OPTIONS
 from engine.errors import ConfigError
-from engine.methods.options import METHOD_OPTIONS
-from engine.models.options import MODEL_OPTIONS
-from engine.registry import Registry
+from engine.registry import BENCHMARKS, METHODS, MODELS, ComponentRegistry
 from engine.schema import SchemaError, build, opt, to_dict
 
 FORMAT_VERSION = 1
@@ -102,10 +100,10 @@ class RunConfig:
     reference: Reference = opt(Reference(), "published result this preset reproduces")
 
 
-COMPONENTS: dict[str, tuple[Registry[type], str]] = {
-    "benchmark": (BENCHMARK_OPTIONS, "split_mnist"),
-    "model": (MODEL_OPTIONS, "mlp"),
-    "method": (METHOD_OPTIONS, "finetune"),
+COMPONENTS: dict[str, tuple[ComponentRegistry[Any], str]] = {
+    "benchmark": (BENCHMARKS, "split_mnist"),
+    "model": (MODELS, "mlp"),
+    "method": (METHODS, "finetune"),
 }
 _PLAIN = {"training": TrainingConfig, "evaluation": EvaluationConfig, "checkpoint": CheckpointConfig, "reference": Reference}
 _TOP = {"name": str, "description": str, "seed": int, "device": None, "threads": int}
@@ -113,6 +111,11 @@ _TOP = {"name": str, "description": str, "seed": int, "device": None, "threads":
 
 def _validate(raw: dict[str, Any]) -> RunConfig:
     """Dict → RunConfig; raises SchemaError with the offending key path."""
+    # The options dataclasses live beside their implementations, so filling the registries imports
+    # the component modules (and torch, ~1.5 s once); importing this module stays torch-free.
+    from engine.catalog import load_all
+
+    load_all()
     known = list(_TOP) + list(COMPONENTS) + list(_PLAIN)
     top: dict[str, Any] = {}
     for key, value in raw.items():
@@ -130,7 +133,7 @@ def _validate(raw: dict[str, Any]) -> RunConfig:
         if not isinstance(name, str):
             raise SchemaError(f"{key}.name", f"{key}.name should be a string")
         try:
-            cls = registry.get(name)
+            cls = registry.get(name).options
         except ConfigError as e:
             raise SchemaError(f"{key}.name", str(e)) from None
         updates[key] = Component(name, build(cls, table, key))

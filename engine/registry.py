@@ -17,6 +17,7 @@ themselves are torch-free; filling them means importing the component modules, w
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -53,7 +54,7 @@ class ComponentRegistry(Generic[T]):
 
     def register(self, options: type, name: str | None = None) -> Callable[[T], T]:
         """Decorator binding `name`, the options dataclass and the decorated implementation."""
-        if not isinstance(options, type):
+        if not (isinstance(options, type) and dataclasses.is_dataclass(options)):
             raise TypeError(f"{self.kind}: register() takes the options dataclass, got {options!r}")
         key = name or default_name(options)
 
@@ -92,34 +93,3 @@ METHODS: ComponentRegistry[Any] = ComponentRegistry("method")
 ANALYSES: ComponentRegistry[Any] = ComponentRegistry("analysis")
 """Observers (read-only measurements any run can turn on), see engine/analyses/base.py."""
 
-
-class Registry(Generic[T]):
-    """LEGACY (being replaced by ComponentRegistry): name → object, options registered separately."""
-
-    def __init__(self, kind: str) -> None:
-        self.kind = kind
-        self._items: dict[str, T] = {}
-
-    def register(self, name: str) -> Callable[[T], T]:
-        def deco(obj: T) -> T:
-            if name in self._items and self._items[name] is not obj:
-                raise ValueError(f"{self.kind} {name!r} registered twice")
-            self._items[name] = obj
-            return obj
-
-        return deco
-
-    def get(self, name: str) -> T:
-        try:
-            return self._items[name]
-        except KeyError:
-            raise ConfigError(
-                f"unknown {self.kind} {name!r}.{suggest(name, self._items)} "
-                f"Known: {', '.join(sorted(self._items))}."
-            ) from None
-
-    def names(self) -> list[str]:
-        return sorted(self._items)
-
-    def __contains__(self, name: object) -> bool:
-        return name in self._items

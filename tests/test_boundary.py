@@ -1,13 +1,16 @@
 """The two-way import boundary, checked in fresh interpreters: the UI never loads torch at import,
-the engine never loads textual, typer or rich."""
+the engine never loads textual, typer or rich. Every module of both packages is imported, walked
+recursively (subpackages such as cltui.tui.screens and engine.methods included)."""
 
 from __future__ import annotations
 
 import pkgutil
 import subprocess
 import sys
+import types
 from pathlib import Path
 
+import cltui
 import engine
 
 REPO = Path(__file__).resolve().parents[1]
@@ -19,27 +22,52 @@ def imported_after(modules: list[str]) -> set[str]:
     return set(out.stdout.split())
 
 
-def ui_modules() -> list[str]:
-    import cltui
+def all_modules(pkg: types.ModuleType) -> list[str]:
+    """`pkg` and every module below it, at any depth, except `__main__` modules (they run the program).
 
-    return ["cltui"] + [f"cltui.{m.name}" for m in pkgutil.walk_packages(cltui.__path__) if m.name != "__main__"]
+    walk_packages needs the full-name prefix to recurse: without it, it looks subpackages up by
+    their bare name, fails to import them and silently skips everything inside them."""
+    found = pkgutil.walk_packages(pkg.__path__, prefix=f"{pkg.__name__}.", onerror=_raise)
+    return [pkg.__name__] + [m.name for m in found if not m.name.endswith(".__main__")]
+
+
+def _raise(name: str) -> None:
+    raise ImportError(f"cannot import package {name} while walking it")
+
+
+def ui_modules() -> list[str]:
+    return all_modules(cltui)
 
 
 def engine_modules() -> list[str]:
-    return [f"engine.{m.name}" for m in pkgutil.walk_packages(engine.__path__, ) if m.name != "__main__"]
+    return all_modules(engine)
+
+
+def test_the_walk_reaches_nested_modules() -> None:
+    ui, eng = ui_modules(), engine_modules()
+    assert {"cltui.cli", "cltui.tui.app", "cltui.tui.screens.presets", "cltui.tui.screens.live"} <= set(ui)
+    assert {"engine.loop", "engine.methods.ewc", "engine.models.lstm", "engine.benchmarks.ssmnist",
+            "engine.data.strokes"} <= set(eng)
+    # Every .py file below the packages is in the walk (minus __main__).
+    for pkg, mods in ((cltui, ui), (engine, eng)):
+        root = Path(pkg.__path__[0])
+        files = {".".join((pkg.__name__, *p.relative_to(root).with_suffix("").parts)).removesuffix(".__init__")
+                 for p in root.rglob("*.py") if p.name != "__main__.py"}
+        assert files == set(mods)
 
 
 def test_ui_does_not_import_torch() -> None:
-    mods = imported_after(ui_modules())
+    wanted = ui_modules()
+    mods = imported_after(wanted)
     assert "torch" not in mods, "a cltui module imports torch at module scope"
-    assert "cltui.cli" in mods
+    assert set(wanted) <= mods
 
 
 def test_engine_does_not_import_ui_libraries() -> None:
-    mods = [m for m in engine_modules()]
+    mods = engine_modules()
     loaded = imported_after(mods)
     assert {"textual", "typer", "rich"}.isdisjoint(loaded), sorted({"textual", "typer", "rich"} & loaded)
-    assert "engine.loop" in loaded
+    assert set(mods) <= loaded
 
 
 def test_cli_help_does_not_load_torch() -> None:

@@ -49,6 +49,9 @@ def test_presets_list_filter_and_show() -> None:
     assert "split-mnist/multitask" in r.output and "split-mnist/finetune " not in r.output
     r = invoke("presets", "show", "demo")
     assert r.exit_code == 0 and "[benchmark]" in r.output and '"steps_per_task": 200' in r.output
+    # Every option with the help text its dataclass declares, component options included.
+    assert "model.hidden" in r.output and "widths of the hidden layers" in r.output
+    assert "benchmark.scenario" in r.output and "training.lr" in r.output and "learning rate" in r.output
     one_line_error(invoke("presets", "show", "dem"), "Did you mean 'demo'")
 
 

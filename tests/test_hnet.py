@@ -14,12 +14,11 @@ from engine.benchmarks.base import Benchmark, InputSpec, heads
 from engine.catalog import load_all
 from engine.config import TrainingConfig
 from engine.methods.base import MethodContext
-from engine.methods.hnet import Hnet
-from engine.methods.options import HnetOptions
-from engine.models.base import MODELS, CLModel
-from engine.models.mlp import MLP
-from engine.models.options import MODEL_OPTIONS, MlpOptions
+from engine.methods.hnet import Hnet, HnetOptions
+from engine.models.base import CLModel, params_from_flat
+from engine.models.mlp import MLP, MlpOptions
 from engine.presets import load_preset
+from engine.registry import MODELS
 from tests.conftest import tiny
 
 CPU = torch.device("cpu")
@@ -34,9 +33,8 @@ class LstmShapes(CLModel):
         self.b_ih = nn.Parameter(torch.zeros(1024))
         self.W_hh = nn.Parameter(torch.zeros(1024, 256))
         self.b_hh = nn.Parameter(torch.zeros(1024))
-        self.W_out = nn.Parameter(torch.zeros(10, 256))
-        self.b_out = nn.Parameter(torch.zeros(10))
-        self.n_outputs, self.mask_sizes, self.output_params = 10, [256], ("W_out", "b_out")
+        self.out = nn.Linear(256, 10)
+        self.n_outputs, self.unit_layers, self.readout = 10, {}, "out"
 
 
 def mlp(hidden: list[int], n_out: int) -> MLP:
@@ -68,9 +66,12 @@ def test_generated_weights_have_the_main_network_shapes(model, opts) -> None:
     flat = m.generate(m._ids[:3])
     assert flat.shape == (3, net.num_params())
     w = m.weights_for(4)
-    assert [tuple(t.shape) for t in w] == [tuple(s) for _, s in net.param_shapes()]
-    assert sum(t.numel() for t in w) == net.num_params()
-    assert all(t.requires_grad for t in w)  # training path: differentiable w.r.t. the hnet
+    assert [(k, t.shape) for k, t in w.items()] == [(k, p.shape) for k, p in net.named_parameters()]
+    assert sum(t.numel() for t in w.values()) == net.num_params()
+    assert all(t.requires_grad for t in w.values())  # training path: differentiable w.r.t. the hnet
+    # Cut in named_parameters() order from one flat vector: consecutive views, no gaps.
+    flat4 = m.generate(m._ids[4:5])[0]
+    assert torch.equal(torch.cat([t.reshape(-1) for t in w.values()]), flat4[: net.num_params()])
 
 
 def test_mlp_runs_on_generated_weights_and_ignores_its_own() -> None:
@@ -88,7 +89,8 @@ def test_mlp_runs_on_generated_weights_and_ignores_its_own() -> None:
 
 def test_lstm_model_runs_on_generated_weights() -> None:
     load_all()
-    net = MODELS.get("lstm")(MODEL_OPTIONS.get("lstm")(), InputSpec((12, 4), 10, sequential=True))
+    entry = MODELS.get("lstm")
+    net = entry.impl(entry.options(), InputSpec((12, 4), 10, sequential=True))
     m = make(net, chunk_size=10000, hidden=[25, 25], temb_size=32, cemb_size=16)
     x, lengths = torch.randn(3, 12, 4), torch.tensor([12, 7, 3])
     out = m.forward(x, lengths, 1)
@@ -139,11 +141,12 @@ def test_regulariser_is_zero_in_the_first_task_and_right_after_freezing(scenario
 def _manual_term(m: Hnet, j: int, multi_head: bool) -> torch.Tensor:
     """‖h(e_j) − W*_j‖² by hand, per parameter, dropping other heads' output rows when multi-head."""
     net = m.model
-    pred = net.split_flat(m.generate(m._ids[j : j + 1])[0])
-    tgt = net.split_flat(m.targets[m.target_tasks.index(j)])
+    pred = params_from_flat(net, m.generate(m._ids[j : j + 1])[0])
+    tgt = params_from_flat(net, m.targets[m.target_tasks.index(j)])
     total = torch.zeros(())
-    for (name, _), p, t in zip(net.param_shapes(), pred, tgt):
-        if multi_head and name in net.output_params:
+    for name in pred:
+        p, t = pred[name], tgt[name]
+        if multi_head and name.startswith(net.readout + "."):
             rows = m.ctx.benchmark.head_columns[j]
             p, t = p[rows], t[rows]
         total = total + (p - t).square().sum()
@@ -216,7 +219,8 @@ def test_state_round_trip_gives_identical_weights_and_penalty() -> None:
     b.load_state_dict(torch.load(buf, weights_only=False))
     with torch.no_grad():
         for j in range(5):
-            assert all(torch.equal(x, y) for x, y in zip(a.weights_for(j), b.weights_for(j)))
+            wa, wb = a.weights_for(j), b.weights_for(j)
+            assert list(wa) == list(wb) and all(torch.equal(wa[k], wb[k]) for k in wa)
     assert b.target_tasks == [0, 1] and torch.equal(a.targets, b.targets)
     assert torch.equal(a.penalty(2, [2])[0], b.penalty(2, [2])[0])
 
@@ -232,7 +236,8 @@ def test_evaluation_cache_follows_optimizer_steps() -> None:
     opt.step()
     with torch.no_grad():
         fresh = m.weights_for(0)
-        assert fresh is not w and torch.equal(fresh[0], m.generate(m._ids[:1])[0, : fresh[0].numel()].view_as(fresh[0]))
+        w1 = fresh["fc1.weight"]
+        assert fresh is not w and torch.equal(w1, m.generate(m._ids[:1])[0, : w1.numel()].view_as(w1))
 
 
 @pytest.mark.parametrize("stop_at, extra", [

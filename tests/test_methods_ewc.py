@@ -15,8 +15,7 @@ from engine.api import build_trainer
 from engine.benchmarks.base import Batch, Benchmark, InputSpec
 from engine.config import TrainingConfig, load_config
 from engine.methods.base import MethodContext
-from engine.methods.ewc import Ewc
-from engine.methods.options import EwcOptions
+from engine.methods.ewc import Ewc, EwcOptions
 from engine.models.base import CLModel
 
 torch.set_num_threads(1)
@@ -29,10 +28,10 @@ class TwoParam(CLModel):
     def __init__(self) -> None:
         super().__init__()
         self.w = torch.nn.Parameter(torch.tensor([0.3, -0.2]))
-        self.n_outputs, self.mask_sizes, self.output_params = 2, [], ("w", "w")
+        self.n_outputs, self.unit_layers, self.readout = 2, {}, ""
 
-    def _forward(self, x: Tensor, lengths: Tensor | None, w: list[Tensor], unit_masks: list[Tensor] | None) -> Tensor:
-        return x.reshape(-1, 1) * w[0]
+    def forward(self, x: Tensor, lengths: Tensor | None = None) -> Tensor:
+        return x.reshape(-1, 1) * self.w
 
 
 class ToyTask:

@@ -12,7 +12,6 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-import engine.models.mlp as mlp_module
 from engine import api
 from engine.api import build_trainer
 from engine.checkpoint import load_checkpoint
@@ -54,32 +53,32 @@ def test_masks_are_drawn_from_the_global_numpy_rng_with_floor_units_off(method: 
     assert not torch.equal(tr.method.masks[0][0], tr.method.masks[1][0])
 
 
-def test_masked_units_output_exactly_zero_at_every_step(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Every F.linear call of the MLP after the first takes the masked hidden activations as input;
-    record them (through a shim of the module's F) together with the task being forwarded."""
+def test_masked_units_output_exactly_zero_at_every_step() -> None:
+    """Forward hooks on the MLP's unit layers (h1, h2) see every hidden activation of the run, in
+    training and evaluation; record them with the task being forwarded."""
     tr, _ = build_trainer(tiny_cfg("masking_si", mask_fraction=0.5), Path("."), lambda e: None)
-    current: dict[str, Any] = {}
+    assert list(tr.model.unit_layers) == ["h1", "h2"]
+    current: dict[str, int] = {}
     records: list[tuple[int, int, torch.Tensor]] = []
     inner_forward = tr.method.forward
 
     def forward(x: torch.Tensor, lengths: torch.Tensor | None, task: int) -> torch.Tensor:
-        current["task"], current["layer"] = task, 0
+        current["task"] = task
         return inner_forward(x, lengths, task)
 
-    class Shim:
-        def __getattr__(self, name: str) -> Any:
-            return getattr(F, name)
+    def hook(layer: int) -> Any:
+        def record(module: torch.nn.Module, inputs: Any, output: torch.Tensor) -> None:
+            records.append((current["task"], layer, output.detach().clone()))
+        return record
 
-        @staticmethod
-        def linear(h: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None = None) -> torch.Tensor:
-            if current["layer"] > 0:
-                records.append((current["task"], current["layer"] - 1, h.detach().clone()))
-            current["layer"] += 1
-            return F.linear(h, w, b)
-
-    monkeypatch.setattr(mlp_module, "F", Shim())
+    handles = [tr.model.get_submodule(name).register_forward_hook(hook(k))
+               for k, name in enumerate(tr.model.unit_layers)]
     tr.method.forward = forward  # type: ignore[method-assign]
-    tr.run()
+    try:
+        tr.run()
+    finally:
+        for h in handles:
+            h.remove()
     assert len(records) >= 60 * len(HIDDEN)  # every training step (plus the evaluations)
     tasks_seen = set()
     for task, layer, h in records:
@@ -88,6 +87,7 @@ def test_masked_units_output_exactly_zero_at_every_step(monkeypatch: pytest.Monk
         assert torch.any(h[:, ~off] != 0)
         tasks_seen.add(task)
     assert tasks_seen == {0, 1, 2}
+    assert all(tr.model.get_submodule(n).gain is None for n in tr.model.unit_layers)  # gates reset after use
 
 
 @pytest.mark.parametrize("method", ["masking", "masking_si"])

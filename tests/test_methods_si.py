@@ -16,8 +16,7 @@ from engine.api import build_trainer
 from engine.benchmarks.base import Batch, Benchmark, InputSpec
 from engine.config import TrainingConfig, load_config
 from engine.methods.base import MethodContext
-from engine.methods.options import SiOptions
-from engine.methods.si import Si, predicted_step
+from engine.methods.si import Si, SiOptions, predicted_step
 from engine.models.base import CLModel
 from tests.conftest import assert_resume_exact
 
@@ -37,10 +36,10 @@ class Theta(CLModel):
     def __init__(self) -> None:
         super().__init__()
         self.theta = torch.nn.Parameter(torch.tensor(THETA0, dtype=torch.float64))
-        self.n_outputs, self.mask_sizes, self.output_params = 2, [], ("theta", "theta")
+        self.n_outputs, self.unit_layers, self.readout = 2, {}, ""
 
-    def _forward(self, x: Tensor, lengths: Tensor | None, w: list[Tensor], unit_masks: list[Tensor] | None) -> Tensor:
-        return x.reshape(-1, 1) * w[0]
+    def forward(self, x: Tensor, lengths: Tensor | None = None) -> Tensor:
+        return x.reshape(-1, 1) * self.theta
 
 
 class NoData:

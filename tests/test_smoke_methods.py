@@ -9,7 +9,7 @@ import pytest
 
 from engine import api
 from engine.catalog import load_all
-from engine.methods.base import METHODS
+from engine.registry import METHODS
 from tests.conftest import tiny
 
 load_all()

@@ -16,9 +16,7 @@ import numpy as np
 import pytest
 import torch
 
-from engine.benchmarks.base import BENCHMARKS
-from engine.benchmarks.options import SsmnistOptions
-from engine.benchmarks.ssmnist import build_ssmnist, cache_root_for, load_stroke_sets
+from engine.benchmarks.ssmnist import SsmnistOptions, build_ssmnist, cache_root_for, load_stroke_sets
 from engine.data.skeleton import DERIVE_VERSION
 from engine.data.ssmnist import build_tasks
 from engine.data.strokes import StrokeSet, save_cache
@@ -58,7 +56,11 @@ def _bench(root: Path, **kw):
 
 
 def test_shapes_heads_and_record(data_root: Path, strokes) -> None:
-    assert BENCHMARKS.get("ssmnist") is build_ssmnist
+    from engine.catalog import load_all
+    from engine.registry import BENCHMARKS
+
+    load_all()
+    assert BENCHMARKS.get("ssmnist").impl is build_ssmnist and BENCHMARKS.get("ssmnist").options is SsmnistOptions
     b = _bench(data_root, m=2)
     assert b.task_names == ["0/1", "2/3", "4/5", "6/7", "8/9"]
     assert b.spec.sequential and b.spec.n_outputs == 10 and b.spec.input_shape[1] == 4
@@ -156,7 +158,7 @@ TINY_METHOD_OPTIONS = {
 
 def _methods() -> list[str]:
     from engine.catalog import load_all
-    from engine.methods.base import METHODS
+    from engine.registry import METHODS
 
     load_all()
     return METHODS.names()

@@ -1,5 +1,8 @@
 """The benchmark interface: a sequence of tasks whose data sits on the device, read by index.
 
+A benchmark is a builder function `(options, device, data_dir, seed) -> Benchmark`, registered with
+`@BENCHMARKS.register(XOptions)` (engine.registry) in its own module next to its options dataclass.
+
 A benchmark also fixes the output layout: `head_columns[t]` lists the output units of task t's
 head (multi-head task-incremental: disjoint pairs; domain-incremental: the same units for every
 task; class-incremental: all classes). Labels are indices into the task's head.
@@ -12,10 +15,6 @@ from typing import Any, Protocol
 
 import torch
 from torch import Tensor
-
-from engine.registry import Registry
-
-BENCHMARKS: Registry[Any] = Registry("benchmark")
 
 SPLITS = ("train", "test")
 

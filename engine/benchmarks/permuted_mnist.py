@@ -2,17 +2,36 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import torch
 
-from engine.benchmarks.base import BENCHMARKS, Benchmark, ImageTask, InputSpec, heads
+from engine.benchmarks.base import Benchmark, ImageTask, InputSpec, heads
 from engine.benchmarks.mnist_source import mnist_arrays
-from engine.benchmarks.options import PermutedMnistOptions
+from engine.registry import BENCHMARKS
+from engine.schema import opt
 
 
-@BENCHMARKS.register("permuted_mnist")
+@dataclass(frozen=True)
+class PermutedMnistOptions:
+    """Permuted-MNIST: all of MNIST under one fixed pixel permutation per task."""
+
+    data: Literal["full", "embedded"] = opt("full", "'full' = the official MNIST files; 'embedded' = the subset shipped with cltui")
+    scenario: Literal["task", "domain"] = opt("domain", "'domain' = one shared 10-way head; 'task' = one 10-way head per task")
+    num_tasks: int = opt(10, "number of permutations")
+    permute_first: bool = opt(True, "also permute task 0 (False keeps the original images for task 0)")
+    permutation_seed: int = opt(0, "seed of the pixel permutations, independent of the run seed")
+    train_per_task: int = opt(-1, "cap on training images per task (-1 = all)")
+
+    def __post_init__(self) -> None:
+        if self.num_tasks < 1:
+            raise ValueError("num_tasks must be at least 1")
+
+
+@BENCHMARKS.register(PermutedMnistOptions)
 def build_permuted_mnist(opts: PermutedMnistOptions, device: torch.device, data_dir: Path, seed: int) -> Benchmark:
     m, source = mnist_arrays(opts.data, data_dir)
     images = {

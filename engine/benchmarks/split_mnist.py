@@ -2,17 +2,34 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import torch
 
-from engine.benchmarks.base import BENCHMARKS, Benchmark, ImageTask, InputSpec, heads
+from engine.benchmarks.base import Benchmark, ImageTask, InputSpec, heads
 from engine.benchmarks.mnist_source import mnist_arrays
-from engine.benchmarks.options import SplitMnistOptions
+from engine.registry import BENCHMARKS
+from engine.schema import opt
 
 
-@BENCHMARKS.register("split_mnist")
+@dataclass(frozen=True)
+class SplitMnistOptions:
+    """Split-MNIST: digit pairs (0,1), (2,3), ... as tasks."""
+
+    data: Literal["full", "embedded"] = opt("full", "'full' = the official MNIST files; 'embedded' = the subset shipped with cltui")
+    scenario: Literal["task", "domain", "class"] = opt("task", "'task' = one 2-unit head per task; 'domain' = one shared 2-unit head; 'class' = one 10-way head over all digits")
+    num_tasks: int = opt(5, "number of digit pairs, (0,1), (2,3), ... (1 to 5)")
+    train_per_task: int = opt(-1, "cap on training images per task (-1 = all)")
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.num_tasks <= 5:
+            raise ValueError("num_tasks must be between 1 and 5")
+
+
+@BENCHMARKS.register(SplitMnistOptions)
 def build_split_mnist(opts: SplitMnistOptions, device: torch.device, data_dir: Path, seed: int) -> Benchmark:
     m, source = mnist_arrays(opts.data, data_dir)
     images = {

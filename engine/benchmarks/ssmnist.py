@@ -23,18 +23,21 @@ from __future__ import annotations
 
 import os
 import stat
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import torch
 from torch import Tensor
 
-from engine.benchmarks.base import BENCHMARKS, Batch, Benchmark, InputSpec, heads
-from engine.benchmarks.options import SsmnistOptions
+from engine.benchmarks.base import Batch, Benchmark, InputSpec, heads
 from engine.data.paths import default_data_dir
 from engine.data.ssmnist import TaskArrays, build_tasks
 from engine.data.strokes import StrokeSet, load_strokes
 from engine.errors import DataError
+from engine.registry import BENCHMARKS
+from engine.schema import opt
 
 STROKE_DIR = "stroke_mnist"
 
@@ -108,7 +111,32 @@ class SequenceTask:
         return Batch(x, self._labels[split][idx], lengths)
 
 
-@BENCHMARKS.register("ssmnist")
+@dataclass(frozen=True)
+class SsmnistOptions:
+    """Split Sequential Stroke-MNIST (Ehret et al. 2021; spec §1): m pen-stroke digits per sequence."""
+
+    m: int = opt(1, "digits per sequence (--ssmnist_seq_len); sequences are up to ~117·m steps")
+    two_classes: bool = opt(True, "label = 'pattern in the task's random half' (2 classes); False = the 2^m patterns")
+    num_tasks: int = opt(5, "digit-pair tasks: (0,1), (2,3), ... up to 5; more shuffle the 45 pairs (the reference default is 45)")
+    data_random_seed: int = opt(42, "seed of the task family (pairs, partitions, samples), independent of the run seed")
+    source: Literal["derived", "official"] = opt("derived", "'official' = de Jong's stroke archive; 'derived' = strokes traced here from MNIST images")
+    source_path: str = opt("", "official only: path of sequences.tar.gz or sequences/ ('' = look in <data root>/stroke_mnist, else download)")
+    n_train: int = opt(12000, "training sequences per task")
+    n_test: int = opt(2000, "test sequences per task")
+    n_val: int = opt(1000, "validation sequences per task (drawn last, so they never change train/test)")
+    input_task_identity: bool = opt(False, "append the one-hot task id to every step's input (4 → 4+T features)")
+    heads: Literal["multi", "single"] = opt("multi", "'multi' = one head per task; 'single' = one head shared by all tasks (from-scratch runs)")
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.m <= 10:
+            raise ValueError("m must be between 1 and 10")
+        if not 1 <= self.num_tasks <= 45:
+            raise ValueError("num_tasks must be between 1 and 45")
+        if self.n_train < 1 or self.n_test < 1 or self.n_val < 0:
+            raise ValueError("n_train and n_test must be positive and n_val >= 0")
+
+
+@BENCHMARKS.register(SsmnistOptions)
 def build_ssmnist(opts: SsmnistOptions, device: torch.device, data_dir: Path, seed: int) -> Benchmark:
     train, test = load_stroke_sets(opts.source, Path(data_dir), opts.source_path)
     family = build_tasks(train, test, opts.m, opts.two_classes, data_random_seed=opts.data_random_seed,

@@ -5,6 +5,11 @@ Per phase (one task per phase, except multitask):
     after_task_backward → penalty (backward) → clip, optimizer step → after_step] →
     after_phase → evaluation.
 Everything a method needs to continue a run bit for bit goes in `state_dict`.
+
+A method is one module: its options dataclass (each field with `engine.schema.opt` help) right
+above its `Method` subclass, bound by `@METHODS.register(XOptions)` (engine.registry), and its
+module name in engine/methods/__init__.py's MODULES. It reaches the model only through the contract
+of engine/models/base.py (forward, features, unit_layers + gated, readout, functional_call).
 """
 
 from __future__ import annotations
@@ -18,9 +23,6 @@ from torch import Tensor
 from engine.benchmarks.base import Benchmark
 from engine.config import TrainingConfig
 from engine.models.base import CLModel
-from engine.registry import Registry
-
-METHODS: Registry[Any] = Registry("method")
 
 
 @dataclass

@@ -19,15 +19,17 @@ Imports torch; never textual/typer/rich.
 from __future__ import annotations
 
 import copy
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from engine.methods.base import METHODS, Method, MethodContext
-from engine.methods.options import CoresetsOptions
+from engine.methods.base import Method, MethodContext
 from engine.models.base import CLModel
+from engine.registry import METHODS
+from engine.schema import opt
 
 
 def distillation_loss(logits: Tensor, old_logits: Tensor, temperature: float) -> Tensor:
@@ -37,7 +39,23 @@ def distillation_loss(logits: Tensor, old_logits: Tensor, temperature: float) ->
     return t * t * -(soft * F.log_softmax(logits / t, dim=1)).sum(1).mean()
 
 
-@METHODS.register("coresets")
+@dataclass(frozen=True)
+class CoresetsOptions:
+    """Coreset replay with distillation to the network from the start of the task (spec §4.7)."""
+
+    coreset_size: int = opt(500, "training samples kept per finished task (random; indices only)")
+    replay_batch: int = opt(-1, "replayed samples per step, split over all old tasks; -1 = the training batch size")
+    temperature: float = opt(2.0, "distillation temperature T; the loss is T²-scaled")
+    distill_reg: float = opt(1.0, "λ_d: weight of the KD loss summed over old tasks. KD is read out at the model's normal step (len−1); the reference reads it at len−2 (an off-by-one we do not copy)")
+
+    def __post_init__(self) -> None:
+        if self.coreset_size < 1 or self.replay_batch == 0 or self.replay_batch < -1:
+            raise ValueError("coreset_size must be positive, replay_batch -1 or positive")
+        if self.temperature <= 0 or self.distill_reg < 0:
+            raise ValueError("temperature must be > 0 and distill_reg >= 0")
+
+
+@METHODS.register(CoresetsOptions)
 class Coresets(Method):
     def __init__(self, opts: CoresetsOptions, ctx: MethodContext) -> None:
         super().__init__(opts, ctx)

@@ -8,7 +8,7 @@ the model in eval mode: F_new = mean_n (∇ℓ_n)². Online: F ← F_new + γ·F
 and a single anchor θ* = the weights at the end of the task. While training later tasks the
 penalty is λ·½·Σ F·(θ − θ*)², with no N/B factor, so the reference's λ values keep their meaning.
 
-Per-sample gradients come from `torch.func` (vmap of grad through the model's `weights=` argument)
+Per-sample gradients come from `torch.func` (vmap of grad through `functional_call` on the model)
 in chunks, or from a plain loop of batch-1 backward passes (what the reference does). `auto` uses
 the loop on CPU (faster there) and vmap on CUDA, falling back to the loop if the model cannot be
 vmapped (e.g. one that reads `lengths.max()` as a Python number); both give the same Fisher up to
@@ -20,17 +20,37 @@ Imports torch; never textual/typer/rich.
 
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+from torch.func import functional_call
 
-from engine.methods.base import METHODS, Method, MethodContext
-from engine.methods.options import EwcOptions
+from engine.methods.base import Method, MethodContext
+from engine.registry import METHODS
+from engine.schema import opt
 
 
-@METHODS.register("ewc")
+@dataclass(frozen=True)
+class EwcOptions:
+    """Online EWC (spec §4.2): penalty ewc_lambda·½·Σ F(θ−θ*)², F = empirical Fisher accumulated over tasks."""
+
+    ewc_lambda: float = opt(1.0, "penalty strength λ in λ·½·Σ F·(θ−θ*)² (the reference's --ewc_lambda; its runs use 1e4 … 1e10)")
+    gamma: float = opt(1.0, "online decay γ: F ← F_new + γ·F_prev, applied once per task (reference default 1.0)")
+    n_fisher: int = opt(-1, "training samples of each task used for the Fisher, batch size 1, from a fresh shuffle; -1 = all")
+    fisher_impl: Literal["auto", "vmap", "loop"] = opt("auto", "per-sample gradients: 'vmap' (torch.func), 'loop' (batch-1 backward passes, the reference), 'auto' = vmap on CUDA, loop on CPU (loop if vmap fails)")
+    fisher_chunk: int = opt(64, "samples per vmap call (memory ≈ chunk × model parameters × 4 bytes)")
+
+    def __post_init__(self) -> None:
+        if self.ewc_lambda < 0 or self.gamma < 0:
+            raise ValueError("ewc_lambda and gamma must be >= 0")
+        if self.n_fisher == 0 or self.n_fisher < -1 or self.fisher_chunk < 1:
+            raise ValueError("n_fisher must be -1 (all) or positive, fisher_chunk positive")
+
+
+@METHODS.register(EwcOptions)
 class Ewc(Method):
     def __init__(self, opts: EwcOptions, ctx: MethodContext) -> None:
         super().__init__(opts, ctx)
@@ -42,9 +62,15 @@ class Ewc(Method):
         return len(self.schedule(self.ctx.benchmark.num_tasks, self.ctx.training.steps_per_task)) - 1
 
     # -- Fisher -------------------------------------------------------------------------------
-    def _fisher_logits(self, x: Tensor, lengths: Tensor | None, task: int, weights: list[Tensor] | None) -> Tensor:
-        """Head logits used for the Fisher; `weights` (param_shapes order) replaces the model's own."""
-        return self.model(x, lengths, weights=weights).index_select(1, self.ctx.benchmark.head_columns[task])
+    def _fisher_logits(self, x: Tensor, lengths: Tensor | None, task: int,
+                       weights: dict[str, Tensor] | None) -> Tensor:
+        """Head logits used for the Fisher; `weights` (name → tensor) replaces the model's own."""
+        logits: Tensor
+        if weights is None:
+            logits = self.model(x, lengths)
+        else:
+            logits = functional_call(self.model, weights, (x, lengths))
+        return logits.index_select(1, self.ctx.benchmark.head_columns[task])
 
     def _sq_grads_loop(self, task: int, idx: Tensor) -> list[Tensor]:
         """Σ_n (∇ℓ_n)² by one batch-1 forward/backward per sample (the reference's way)."""
@@ -64,16 +90,16 @@ class Ewc(Method):
         from torch.func import grad, vmap
 
         b = self.ctx.benchmark.tasks[task].get("train", idx)
-        weights = tuple(p.detach() for p in self.model.parameters())
+        weights = {name: p.detach() for name, p in self.model.named_parameters()}
 
-        def loss_one(w: tuple[Tensor, ...], x: Tensor, y: Tensor, length: Tensor | None) -> Tensor:
+        def loss_one(w: dict[str, Tensor], x: Tensor, y: Tensor, length: Tensor | None) -> Tensor:
             lengths = None if length is None else length.unsqueeze(0)
-            logits = self._fisher_logits(x.unsqueeze(0), lengths, task, list(w))
+            logits = self._fisher_logits(x.unsqueeze(0), lengths, task, w)
             return F.cross_entropy(logits, y.unsqueeze(0))
 
         in_dims = (None, 0, 0, None if b.lengths is None else 0)
         per_sample = vmap(grad(loss_one), in_dims=in_dims)(weights, b.x, b.y, b.lengths)
-        return [g.square().sum(0) for g in per_sample]
+        return [per_sample[name].square().sum(0) for name in weights]
 
     def compute_fisher(self, task: int) -> dict[str, Tensor]:
         """Empirical Fisher of `task` at the current weights: mean over samples of squared gradients."""

@@ -2,9 +2,17 @@
 
 from __future__ import annotations
 
-from engine.methods.base import METHODS, Method
+from dataclasses import dataclass
+
+from engine.methods.base import Method
+from engine.registry import METHODS
 
 
-@METHODS.register("finetune")
+@dataclass(frozen=True)
+class FinetuneOptions:
+    """Plain sequential training; no options."""
+
+
+@METHODS.register(FinetuneOptions)
 class Finetune(Method):
     """All hooks are the base no-ops."""

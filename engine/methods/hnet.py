@@ -1,7 +1,8 @@
 """HNET: a task-conditioned hypernetwork generates all main-network weights (von Oswald et al., ICLR 2020).
 
 The main network keeps its own parameters but never uses them: every forward runs it with
-W_t = h(e_t, θ_h) (`model(x, lengths, weights=W_t)`), and the optimizer holds only the
+W_t = h(e_t, θ_h) (`functional_call(model, W_t, (x, lengths))`, W_t cut from the flat output in
+`named_parameters()` order by `params_from_flat`), and the optimizer holds only the
 hypernetwork (θ_h, the chunk embeddings and every task embedding, old ones included, as in the
 reference). Forgetting is prevented by the "fixed target" output regulariser of the spec §4.5:
 
@@ -14,22 +15,49 @@ reference). Forgetting is prevented by the "fixed target" output regulariser of 
 * multi-head: the j-th term leaves out the output-layer rows (weight rows and bias entries) of the
   heads of other tasks; when every task has the same head columns (domain/class), all rows count.
 
-Works with any CLModel through param_shapes / split_flat / output_params / forward(weights=...).
+Works with any CLModel: it needs only named_parameters, `readout` (which entries are output rows)
+and functional_call. Buffers (e.g. BatchNorm statistics) stay the main network's own.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import Tensor
+from torch.func import functional_call
 
-from engine.methods.base import METHODS, Method, MethodContext
+from engine.methods.base import Method, MethodContext
 from engine.methods.hypernet import ChunkedHypernet
-from engine.methods.options import HnetOptions
+from engine.models.base import params_from_flat
+from engine.registry import METHODS
+from engine.schema import opt
 
 
-@METHODS.register("hnet")
+@dataclass(frozen=True)
+class HnetOptions:
+    """Chunked MLP hypernetwork generating all main-network weights; defaults are hypnettorch's hypercl ones (spec §8)."""
+
+    hidden: list[int] = opt([100, 100], "hypernetwork MLP hidden widths (ReLU)")  # noqa: RUF009 (opt copies lists per instance)
+    chunk_size: int = opt(750, "weights generated per MLP pass; K = ceil(main params / chunk_size) chunks")
+    temb_size: int = opt(8, "task embedding size")
+    cemb_size: int = opt(8, "chunk embedding size")
+    temb_std: float = opt(1.0, "task embeddings are initialised N(0, temb_std²)")
+    cemb_std: float = opt(1.0, "chunk embeddings are initialised N(0, cemb_std²)")
+    beta: float = opt(0.01, "output-regulariser strength β: β/|S|·Σ_j ||h(e_j) − h*(e_j)||² over earlier tasks S")
+    reg_batch_size: int = opt(-1, "earlier tasks regularised per step, drawn at random; -1 = all (the reference)")
+
+    def __post_init__(self) -> None:
+        if any(h < 1 for h in self.hidden) or min(self.chunk_size, self.temb_size, self.cemb_size) < 1:
+            raise ValueError("hidden widths, chunk_size, temb_size and cemb_size must be positive")
+        if self.temb_std < 0 or self.cemb_std < 0 or self.beta < 0:
+            raise ValueError("temb_std, cemb_std and beta must be >= 0")
+        if self.reg_batch_size == 0 or self.reg_batch_size < -1:
+            raise ValueError("reg_batch_size must be -1 (all earlier tasks) or positive")
+
+
+@METHODS.register(HnetOptions)
 class Hnet(Method):
     def __init__(self, opts: HnetOptions, ctx: MethodContext) -> None:
         super().__init__(opts, ctx)
@@ -43,7 +71,7 @@ class Hnet(Method):
         self._set_target_tasks([])
         self.targets: Tensor | None = None  # [len(target_tasks), n_main], frozen h(e_j)
         # task → (parameter versions, generated weights): evaluation reuses W_j while θ_h is unchanged.
-        self._cache: dict[int, tuple[tuple[int, ...], list[Tensor]]] = {}
+        self._cache: dict[int, tuple[tuple[int, ...], dict[str, Tensor]]] = {}
 
     def _head_masks(self) -> Tensor | None:
         """Float [T, n_main]: 1 where task j's regulariser term counts; None when all tasks share their head."""
@@ -52,9 +80,10 @@ class Hnet(Method):
             return None
         keep = torch.ones(cols.shape[0], self.n_main, device=self.ctx.device)
         offset = 0
-        for name, shape in self.model.param_shapes():
-            size = int(torch.Size(shape).numel())
-            if name in self.model.output_params:
+        readout = self.model.readout + "."
+        for name, p in self.model.named_parameters():
+            shape, size = p.shape, p.numel()
+            if name.startswith(readout):  # the read-out's weight rows and bias entries are output units
                 for j in range(cols.shape[0]):
                     rows = keep[j, offset: offset + size].view(shape)  # a view: writes land in `keep`
                     other = torch.ones(shape[0], dtype=torch.bool, device=self.ctx.device)
@@ -66,21 +95,22 @@ class Hnet(Method):
     # -- weights ------------------------------------------------------------------------------
     def generate(self, tasks: Tensor) -> Tensor:
         """Long [n] task ids on the device → [n, n_main] flat main-network weights (differentiable)."""
-        return self.hnet(tasks)
+        flat: Tensor = self.hnet(tasks)
+        return flat
 
-    def weights_for(self, task: int) -> list[Tensor]:
-        """Main-network parameters for `task`, in param_shapes() order.
+    def weights_for(self, task: int) -> dict[str, Tensor]:
+        """Main-network parameters for `task`, by name (views of one generated flat vector).
 
         With grad enabled (training) they are generated afresh: one hnet pass per task per step.
         Without grad (evaluation) they are cached until any hnet parameter changes in place
         (optimizer step, load_state_dict), which the tensors' version counters reveal.
         """
         if torch.is_grad_enabled():
-            return self.model.split_flat(self.generate(self._ids[task : task + 1])[0])
+            return params_from_flat(self.model, self.generate(self._ids[task : task + 1])[0])
         key = tuple(p._version for p in self.hnet.parameters())
         hit = self._cache.get(task)
         if hit is None or hit[0] != key:
-            hit = (key, self.model.split_flat(self.generate(self._ids[task : task + 1])[0]))
+            hit = (key, params_from_flat(self.model, self.generate(self._ids[task : task + 1])[0]))
             self._cache[task] = hit
         return hit[1]
 
@@ -88,7 +118,8 @@ class Hnet(Method):
         return list(self.hnet.parameters())
 
     def forward(self, x: Tensor, lengths: Tensor | None, task: int) -> Tensor:
-        return self.model(x, lengths, weights=self.weights_for(task))
+        logits: Tensor = functional_call(self.model, self.weights_for(task), (x, lengths))
+        return logits
 
     # -- regulariser --------------------------------------------------------------------------
     def _earlier_tasks(self, phase: int, tasks: list[int]) -> list[int]:

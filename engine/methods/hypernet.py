@@ -15,6 +15,7 @@ The K chunk outputs are concatenated and cut to n_out values.
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Sequence
 
@@ -36,7 +37,7 @@ class ChunkedHypernet(nn.Module):
         nn.init.normal_(self.chunk_emb, 0.0, cemb_std)
         widths = [cemb_size + temb_size, *hidden, chunk_size]
         # nn.Linear initialises itself the PyTorch-Linear way, which is the init the reference uses.
-        self.layers = nn.ModuleList(nn.Linear(a, b) for a, b in zip(widths[:-1], widths[1:]))
+        self.layers = nn.ModuleList(nn.Linear(a, b) for a, b in itertools.pairwise(widths))
 
     def num_params(self) -> int:
         """Every trainable value: MLP weights and biases, all K chunk and all T task embeddings."""

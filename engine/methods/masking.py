@@ -1,11 +1,12 @@
 """Masking (reference §4.4): a fixed random binary mask of hidden units per task; all weights shared.
 
-For every task and every entry of `model.mask_sizes` (the maskable hidden layers), the unit
+For every task and every unit layer of the model (`model.unit_layers`, in forward order), the unit
 indices are shuffled with the global NumPy RNG (already seeded by the run seed) and the first
 ⌊units·p⌋ are switched off (p = `mask_fraction`, the fraction OFF). Masks are drawn once, when
 the method is built right after the model, task by task and layer by layer, and never learned.
-The forward passes `unit_masks=masks[task]` to the model, which makes a masked unit output exactly
-0 (at every time step for a recurrent model). Without a regulariser, forgetting happens wherever
+The forward runs the model inside `model.gated({layer: mask})` (the per-layer unit gates of
+engine/models/base.py), which makes a masked unit output exactly 0 (at every time step for a
+recurrent model). Without a regulariser, forgetting happens wherever
 the active sets of tasks overlap; `masking_si` adds SI on top.
 
 `Masking` is written as a cooperative mixin (it calls super() in every hook), so `masking_si`
@@ -15,14 +16,16 @@ combines it with SI by inheritance instead of copying either. Imports torch and 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
 from torch import Tensor
 
-from engine.methods.base import METHODS, Method, MethodContext
-from engine.methods.options import MaskingOptions
+from engine.methods.base import Method, MethodContext
+from engine.registry import METHODS
+from engine.schema import opt
 
 
 def draw_masks(mask_sizes: list[int], num_tasks: int, fraction_off: float, device: torch.device,
@@ -32,7 +35,7 @@ def draw_masks(mask_sizes: list[int], num_tasks: int, fraction_off: float, devic
     for _ in range(num_tasks):
         layers = []
         for units in mask_sizes:
-            off = np.random.permutation(units)[: int(math.floor(units * fraction_off))]
+            off = np.random.permutation(units)[: math.floor(units * fraction_off)]
             m = np.ones(units, dtype=np.float32)
             m[off] = 0.0
             layers.append(torch.from_numpy(m).to(device=device, dtype=dtype))
@@ -40,16 +43,30 @@ def draw_masks(mask_sizes: list[int], num_tasks: int, fraction_off: float, devic
     return masks
 
 
-@METHODS.register("masking")
+@dataclass(frozen=True)
+class MaskingOptions:
+    """Fixed random binary unit masks per task (spec §4.4); all weights shared."""
+
+    mask_fraction: float = opt(0.8, "fraction of each masked layer's units switched OFF per task, ⌊units·p⌋ (0.8 leaves 20% active)")
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.mask_fraction < 1.0:
+            raise ValueError("mask_fraction must be in [0, 1)")
+
+
+@METHODS.register(MaskingOptions)
 class Masking(Method):
     def __init__(self, opts: MaskingOptions, ctx: MethodContext) -> None:
         super().__init__(opts, ctx)
         dtype = next(ctx.model.parameters()).dtype
-        self.masks = draw_masks(list(ctx.model.mask_sizes), ctx.benchmark.num_tasks, opts.mask_fraction,
-                                ctx.device, dtype)
+        self.layers = list(ctx.model.unit_layers)
+        # masks[task][k] belongs to unit layer self.layers[k] (a list, as the checkpoint stores it).
+        self.masks = draw_masks(list(ctx.model.unit_layers.values()), ctx.benchmark.num_tasks,
+                                opts.mask_fraction, ctx.device, dtype)
 
     def forward(self, x: Tensor, lengths: Tensor | None, task: int) -> Tensor:
-        return self.model(x, lengths, unit_masks=self.masks[task])
+        with self.model.gated(dict(zip(self.layers, self.masks[task]))):
+            return self.model(x, lengths)
 
     def state_dict(self) -> dict[str, Any]:
         state = super().state_dict()

@@ -8,11 +8,22 @@ default mask_fraction 0.8 when none is given.
 
 from __future__ import annotations
 
-from engine.methods.base import METHODS
-from engine.methods.masking import Masking
-from engine.methods.si import Si
+from dataclasses import dataclass
+
+from engine.methods.masking import Masking, MaskingOptions
+from engine.methods.si import Si, SiOptions
+from engine.registry import METHODS
 
 
-@METHODS.register("masking_si")
+@dataclass(frozen=True)
+class MaskingSiOptions(SiOptions, MaskingOptions):
+    """Masking plus SI on all weights (spec §4.4): SI's options and mask_fraction."""
+
+    def __post_init__(self) -> None:
+        SiOptions.__post_init__(self)
+        MaskingOptions.__post_init__(self)
+
+
+@METHODS.register(MaskingSiOptions)
 class MaskingSi(Masking, Si):
-    """Options: MaskingSiOptions (SI's fields plus mask_fraction)."""
+    """Masking's masked forward and masks, SI's path integral and penalty."""

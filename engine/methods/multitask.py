@@ -6,10 +6,18 @@ a single accuracy-matrix row and therefore no "during" accuracy.
 
 from __future__ import annotations
 
-from engine.methods.base import METHODS, Method
+from dataclasses import dataclass
+
+from engine.methods.base import Method
+from engine.registry import METHODS
 
 
-@METHODS.register("multitask")
+@dataclass(frozen=True)
+class MultitaskOptions:
+    """Joint training on all tasks for steps_per_task × num_tasks steps; no options."""
+
+
+@METHODS.register(MultitaskOptions)
 class Multitask(Method):
     def schedule(self, num_tasks: int, steps_per_task: int) -> list[tuple[list[int], int]]:
         return [(list(range(num_tasks)), steps_per_task * num_tasks)]

@@ -7,10 +7,18 @@ tasks, which is not a meaningful CL number (the reference says so too).
 
 from __future__ import annotations
 
-from engine.methods.base import METHODS, Method
+from dataclasses import dataclass
+
+from engine.methods.base import Method
+from engine.registry import METHODS
 
 
-@METHODS.register("scratch")
+@dataclass(frozen=True)
+class ScratchOptions:
+    """A freshly initialised network for every task; no options."""
+
+
+@METHODS.register(ScratchOptions)
 class Scratch(Method):
     def before_phase(self, phase: int, tasks: list[int]) -> None:
         if phase > 0:

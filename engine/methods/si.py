@@ -22,13 +22,15 @@ Imports torch; never textual/typer/rich.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import Tensor
 
-from engine.methods.base import METHODS, Method, MethodContext
-from engine.methods.options import SiOptions
+from engine.methods.base import Method, MethodContext
+from engine.registry import METHODS
+from engine.schema import opt
 
 
 @torch.no_grad()
@@ -69,7 +71,20 @@ def predicted_step(opt: torch.optim.Optimizer, p: Tensor, g: Tensor) -> Tensor:
     raise ValueError(f"SI cannot predict a step of {type(opt).__name__}; use Adam or SGD")
 
 
-@METHODS.register("si")
+@dataclass(frozen=True)
+class SiOptions:
+    """Synaptic Intelligence (spec §4.3): penalty si_lambda·Σ Ω(θ−θ_prev)² (no ½), Ω from the path integral ω."""
+
+    si_lambda: float = opt(1.0, "penalty strength c in c·Σ Ω·(θ−θ_prev)² (the reference's --si_lambda)")
+    damping: float = opt(1e-3, "ξ in Ω += max(0, ω/((θ_end−θ_start)² + ξ)) (hard-coded 1e-3 in the reference)")
+    task_loss_only: bool = opt(True, "ω from the task-loss gradient and the optimizer step it alone would make (predicted from a copy of the optimizer state; SGD: −lr·g); false = the real step and the full, clipped gradient")
+
+    def __post_init__(self) -> None:
+        if self.si_lambda < 0 or self.damping <= 0:
+            raise ValueError("si_lambda must be >= 0 and damping > 0")
+
+
+@METHODS.register(SiOptions)
 class Si(Method):
     def __init__(self, opts: SiOptions, ctx: MethodContext) -> None:
         super().__init__(opts, ctx)

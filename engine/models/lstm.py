@@ -1,25 +1,28 @@
 """One-layer LSTM main network with a linear read-out at the last unpadded step (spec §2.1).
 
-Parameters, in this order (the order an external weight list, e.g. a hypernetwork's, is cut in):
-W_ih [4H, n_in], b_ih [4H], W_hh [4H, H], b_hh [4H], W_out [n_out, H], b_out [n_out]; gate blocks
-i, f, g, o. Every matrix and its bias is U(±1/√fan_in) with the matrix's fan_in (spec §2.1 GOTCHA:
-not nn.LSTM's U(±1/√H) everywhere). h_0 = c_0 = 0.
+Submodules: `lstm` (an `LSTMLayer`: the recurrence, and the model's one unit layer) and `out` (the
+read-out nn.Linear). Parameters, in this order (the order an external flat weight vector, e.g. a
+hypernetwork's, is cut in): lstm.weight_ih [4H, n_in], lstm.bias_ih [4H], lstm.weight_hh [4H, H],
+lstm.bias_hh [4H], out.weight [n_out, H], out.bias [n_out]; gate blocks i, f, g, o. Every matrix and
+its bias is U(±1/√fan_in) with the matrix's fan_in (spec §2.1 GOTCHA: not nn.LSTM's U(±1/√H)
+everywhere). h_0 = c_0 = 0. `features()` = {'lstm': h at each sample's read-out step} [B, H], the
+LSTMLayer's forward output (what a forward hook on `model.lstm` sees).
 
-Masks (`unit_masks=[mask [H]]`) follow the reference's context-mod placement: the gain multiplies the
-cell state inside the output tanh, h_t = o_t ⊙ tanh(gain ⊙ c_t), and c_t itself is carried
-unmodulated. With a 0/1 gain a masked unit's h is exactly 0 at every step.
+Unit gains (`with model.gated({'lstm': gain}):`, gain [H]) follow the reference's context-mod
+placement: the gain multiplies the cell state inside the output tanh, h_t = o_t ⊙ tanh(gain ⊙ c_t),
+and c_t itself is carried unmodulated. With a 0/1 gain a masked unit's h is exactly 0 at every step.
 
 Two implementations of the same function:
 * `reference`: the formulas stepped over time in a Python loop; slow, obviously right, and it takes
   any gain (not only 0/1). Tests hold the fast path to it.
 * `fast`: torch's fused LSTM (`torch._VF.lstm`, what nn.LSTM calls; cuDNN on GPU, oneDNN on CPU)
-  with the weights passed per call, so external weights work. The fused cell has no gain, but for a
-  0/1 mask an exact equivalent exists: a masked unit's h only ever reaches the recurrence (W_hh's
-  columns) and the read-out, so zeroing W_hh's columns of masked units and masking the read-out h
-  gives every unmasked unit, the logits and every gradient exactly what the reference computes
-  (masked units' gate rows get zero gradient either way). Their internal h is not zero, but nothing
-  can see it. Cost: one [4H, H] multiply per call.
-* `auto` (default) uses `fast` unless a mask is not 0/1 (checking costs one device sync per call).
+  with the weights passed per call, so `functional_call`'s external weights work. The fused cell
+  has no gain, but for a 0/1 mask an exact equivalent exists: a masked unit's h only ever reaches
+  the recurrence (W_hh's columns) and the read-out, so zeroing W_hh's columns of masked units and
+  masking the read-out h gives every unmasked unit, the logits and every gradient exactly what the
+  reference computes (masked units' gate rows get zero gradient either way). Their internal h is
+  not zero, but nothing can see it. Cost: one [4H, H] multiply per call.
+* `auto` (default) uses `fast` unless a gain is not 0/1 (checking costs one device sync per call).
 
 On CUDA the per-call weights are not one contiguous cuDNN buffer, so cuDNN copies them into one at
 every call (about 1 MB for H = 256: small next to the recurrence) and warns about it each time; the
@@ -30,17 +33,18 @@ Imports torch; never textual/typer/rich.
 
 from __future__ import annotations
 
-import math
 import warnings
+from dataclasses import dataclass
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from engine.benchmarks.base import InputSpec
-from engine.models.base import MODELS, CLModel
-from engine.models.options import LstmOptions
-
+from engine.models.base import CLModel, empty_linear, linear_init_
+from engine.registry import MODELS
+from engine.schema import opt
 
 _CUDNN_WARNING = "RNN module weights are not part of single contiguous chunk of memory"
 _cudnn_warning_filtered = False
@@ -62,8 +66,9 @@ def _readout_index(lengths: Tensor | None, batch: int, steps: int, device: torch
 
 
 def lstm_reference(x: Tensor, lengths: Tensor | None, w: list[Tensor], gain: Tensor | None = None) -> Tensor:
-    """Logits [B, n_out] of the LSTM stepped by hand (spec §2.1); `gain` [H] scales c inside tanh."""
-    w_ih, b_ih, w_hh, b_hh, w_out, b_out = w
+    """h at the read-out step [B, H] of the LSTM stepped by hand (spec §2.1); `gain` [H] scales c
+    inside tanh. `w` = [W_ih, b_ih, W_hh, b_hh]."""
+    w_ih, b_ih, w_hh, b_hh = w
     batch, steps, _ = x.shape
     hidden = w_hh.shape[1]
     h = x.new_zeros(batch, hidden)
@@ -77,14 +82,13 @@ def lstm_reference(x: Tensor, lengths: Tensor | None, w: list[Tensor], gain: Ten
         h = torch.sigmoid(o) * torch.tanh(c if gain is None else gain * c)
         hs.append(h)
     idx = _readout_index(lengths, batch, steps, x.device)
-    h_last = torch.stack(hs, dim=1)[torch.arange(batch, device=x.device), idx]
-    return F.linear(h_last, w_out, b_out)
+    return torch.stack(hs, dim=1)[torch.arange(batch, device=x.device), idx]
 
 
 def lstm_fast(x: Tensor, lengths: Tensor | None, w: list[Tensor], mask: Tensor | None = None,
               train: bool = True) -> Tensor:
-    """Same logits as `lstm_reference` through torch's fused LSTM; `mask` must be 0/1 (see module doc)."""
-    w_ih, b_ih, w_hh, b_hh, w_out, b_out = w
+    """Same [B, H] as `lstm_reference` through torch's fused LSTM; `mask` must be 0/1 (see module doc)."""
+    w_ih, b_ih, w_hh, b_hh = w
     batch, steps, _ = x.shape
     hidden = w_hh.shape[1]
     if mask is not None:
@@ -99,14 +103,61 @@ def lstm_fast(x: Tensor, lengths: Tensor | None, w: list[Tensor], mask: Tensor |
     h_last = out[torch.arange(batch, device=x.device), idx]
     if mask is not None:
         h_last = h_last * mask  # ... nor the read-out
-    return F.linear(h_last, w_out, b_out)
+    return h_last
 
 
 def is_binary(mask: Tensor) -> bool:
     return bool(((mask == 0) | (mask == 1)).all())
 
 
-@MODELS.register("lstm")
+class LSTMLayer(nn.Module):
+    """The recurrence: x [B, T, n_in], lengths → h [B, H] at each sample's read-out step.
+
+    The model's unit layer: `gain` (None or [H], set through `CLModel.gated`) acts inside the output
+    tanh; `impl` picks the implementation (module doc).
+    """
+
+    def __init__(self, n_in: int, hidden: int, impl: str) -> None:
+        super().__init__()
+        self.hidden = hidden
+        self.impl = impl
+        self.gain: Tensor | None = None
+        h4 = 4 * hidden
+        # Registration order = parameter order (external weights, checkpoints).
+        self.weight_ih = nn.Parameter(torch.empty(h4, n_in))
+        self.bias_ih = nn.Parameter(torch.empty(h4))
+        self.weight_hh = nn.Parameter(torch.empty(h4, hidden))
+        self.bias_hh = nn.Parameter(torch.empty(h4))
+
+    def forward(self, x: Tensor, lengths: Tensor | None = None) -> Tensor:
+        w: list[Tensor] = [self.weight_ih, self.bias_ih, self.weight_hh, self.bias_hh]
+        gain = self.gain
+        impl = self.impl
+        if impl == "auto":
+            impl = "fast" if gain is None or is_binary(gain) else "reference"
+        if impl == "reference":
+            return lstm_reference(x, lengths, w, gain)
+        if gain is not None and self.impl == "fast" and not is_binary(gain):
+            raise ValueError("the fast LSTM takes only 0/1 unit masks; use impl = 'reference' or 'auto'")
+        return lstm_fast(x, lengths, w, gain, self.training)
+
+    def extra_repr(self) -> str:
+        return f"n_in={self.weight_ih.shape[1]}, hidden={self.hidden}, impl={self.impl!r}"
+
+
+@dataclass(frozen=True)
+class LstmOptions:
+    """One LSTM layer over the sequence, read out at each sample's last unpadded step."""
+
+    hidden: int = opt(256, "LSTM units (one layer; read-out at the last unpadded step)")
+    impl: Literal["auto", "fast", "reference"] = opt("auto", "'fast' = torch's fused LSTM (cuDNN on GPU); 'reference' = a step-by-step Python loop; 'auto' = fast unless the masks are not 0/1")
+
+    def __post_init__(self) -> None:
+        if self.hidden < 1:
+            raise ValueError("hidden must be positive")
+
+
+@MODELS.register(LstmOptions)
 class LSTM(CLModel):
     """x [B, T, n_in] float, lengths [B] (≥ 1, ≤ T) → logits [B, n_out] at step lengths − 1."""
 
@@ -115,34 +166,29 @@ class LSTM(CLModel):
         self.n_in = int(spec.input_shape[-1])
         self.hidden = opts.hidden
         self.n_outputs = spec.n_outputs
-        self.impl = opts.impl
-        h4 = 4 * opts.hidden
-        # Registration order = parameter order (param_shapes, external weights, checkpoints).
-        self.weight_ih = nn.Parameter(torch.empty(h4, self.n_in))
-        self.bias_ih = nn.Parameter(torch.empty(h4))
-        self.weight_hh = nn.Parameter(torch.empty(h4, opts.hidden))
-        self.bias_hh = nn.Parameter(torch.empty(h4))
-        self.weight_out = nn.Parameter(torch.empty(self.n_outputs, opts.hidden))
-        self.bias_out = nn.Parameter(torch.empty(self.n_outputs))
-        self.mask_sizes = [opts.hidden]
-        self.output_params = ("weight_out", "bias_out")
+        self.lstm = LSTMLayer(self.n_in, opts.hidden, opts.impl)
+        self.out = empty_linear(opts.hidden, self.n_outputs)
+        self.unit_layers = {"lstm": opts.hidden}
+        self.readout = "out"
         self.reset_parameters()
+
+    @property
+    def impl(self) -> str:
+        return self.lstm.impl
+
+    @impl.setter
+    def impl(self, value: str) -> None:
+        self.lstm.impl = value
 
     def reset_parameters(self) -> None:
         # PyTorch-Linear init on every pair (kaiming_uniform a=√5 → U(±1/√fan_in)), W then b.
-        for w, b in ((self.weight_ih, self.bias_ih), (self.weight_hh, self.bias_hh), (self.weight_out, self.bias_out)):
-            nn.init.kaiming_uniform_(w, a=math.sqrt(5))
-            bound = 1.0 / math.sqrt(w.shape[1])
-            nn.init.uniform_(b, -bound, bound)
+        r = self.lstm
+        for w, b in ((r.weight_ih, r.bias_ih), (r.weight_hh, r.bias_hh), (self.out.weight, self.out.bias)):
+            linear_init_(w, b)
 
-    def _forward(self, x: Tensor, lengths: Tensor | None, w: list[Tensor],
-                 unit_masks: list[Tensor] | None) -> Tensor:
-        mask = unit_masks[0] if unit_masks is not None else None
-        impl = self.impl
-        if impl == "auto":
-            impl = "fast" if mask is None or is_binary(mask) else "reference"
-        if impl == "reference":
-            return lstm_reference(x, lengths, w, mask)
-        if mask is not None and self.impl == "fast" and not is_binary(mask):
-            raise ValueError("the fast LSTM takes only 0/1 unit masks; use impl = 'reference' or 'auto'")
-        return lstm_fast(x, lengths, w, mask, self.training)
+    def features(self, x: Tensor, lengths: Tensor | None = None) -> dict[str, Tensor]:
+        return {"lstm": self.lstm(x, lengths)}
+
+    def forward(self, x: Tensor, lengths: Tensor | None = None) -> Tensor:
+        logits: Tensor = self.out(self.lstm(x, lengths))
+        return logits

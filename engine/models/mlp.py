@@ -1,55 +1,79 @@
 """Multi-layer perceptron main network with a multi-head (or shared) linear read-out.
 
-Parameters in order: W_1, b_1, ..., W_L, b_L, W_out, b_out (PyTorch Linear layout [out, in]).
-Masks act on each hidden layer after the nonlinearity, so a masked unit outputs exactly 0.
+Submodules, in order: fc1, h1, fc2, h2, ..., fcL, hL, out. `fc<i>` is the i-th hidden nn.Linear,
+`h<i>` its unit layer (a `UnitGate` after the nonlinearity: what `features()` reports as 'h<i>'
+and what masks act on, so a masked unit outputs exactly 0), `out` the read-out nn.Linear.
+Parameters in order: W_1, b_1, ..., W_L, b_L, W_out, b_out (PyTorch Linear layout [out, in]): the
+order a hypernetwork's flat output is cut in. Imports torch; never textual/typer/rich.
 """
 
 from __future__ import annotations
 
+import itertools
 import math
+from dataclasses import dataclass
+from typing import Literal
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from engine.benchmarks.base import InputSpec
-from engine.models.base import MODELS, CLModel
-from engine.models.options import MlpOptions
+from engine.models.base import CLModel, UnitGate, empty_linear, linear_init_
+from engine.registry import MODELS
+from engine.schema import opt
 
 
-@MODELS.register("mlp")
+@dataclass(frozen=True)
+class MlpOptions:
+    """A fully connected network on the flattened input."""
+
+    hidden: list[int] = opt([400, 400], "widths of the hidden layers")  # noqa: RUF009 (opt copies lists per instance)
+    activation: Literal["relu", "tanh"] = opt("relu", "hidden nonlinearity")
+
+    def __post_init__(self) -> None:
+        if any(h < 1 for h in self.hidden):
+            raise ValueError("hidden widths must be positive")
+
+
+@MODELS.register(MlpOptions)
 class MLP(CLModel):
     def __init__(self, opts: MlpOptions, spec: InputSpec) -> None:
         super().__init__()
         self.n_in = int(math.prod(spec.input_shape))
         self.n_outputs = spec.n_outputs
         self.act = torch.relu if opts.activation == "relu" else torch.tanh
-        widths = [self.n_in, *opts.hidden, self.n_outputs]
-        self.weights = nn.ParameterList()
-        for fan_in, fan_out in zip(widths[:-1], widths[1:]):
-            self.weights.append(nn.Parameter(torch.empty(fan_out, fan_in)))
-            self.weights.append(nn.Parameter(torch.empty(fan_out)))
-        self.mask_sizes = list(opts.hidden)
-        n = len(self.weights)
-        self.output_params = (f"weights.{n - 2}", f"weights.{n - 1}")
+        widths = [self.n_in, *opts.hidden]
+        self.unit_layers = {}
+        # Registration order = parameter order (hypernetwork cutting, checkpoints).
+        for i, (fan_in, units) in enumerate(itertools.pairwise(widths), start=1):
+            setattr(self, f"fc{i}", empty_linear(fan_in, units))
+            setattr(self, f"h{i}", UnitGate(units))
+            self.unit_layers[f"h{i}"] = units
+        self.out = empty_linear(widths[-1], self.n_outputs)
+        self.readout = "out"
         self.reset_parameters()
 
-    def reset_parameters(self) -> None:
-        # PyTorch Linear init: U(±1/sqrt(fan_in)) for weights (kaiming a=√5) and biases.
-        for i in range(0, len(self.weights), 2):
-            w, b = self.weights[i], self.weights[i + 1]
-            nn.init.kaiming_uniform_(w, a=math.sqrt(5))
-            bound = 1.0 / math.sqrt(w.shape[1])
-            nn.init.uniform_(b, -bound, bound)
+    def _layers(self) -> list[tuple[str, nn.Linear, UnitGate]]:
+        return [(name, getattr(self, f"fc{i}"), getattr(self, name))
+                for i, name in enumerate(self.unit_layers, start=1)]
 
-    def _forward(self, x: Tensor, lengths: Tensor | None, w: list[Tensor],
-                 unit_masks: list[Tensor] | None) -> Tensor:
+    def reset_parameters(self) -> None:
+        # Layer by layer, W then b: the same draws in the same order as every earlier version.
+        for _, fc, _ in self._layers():
+            linear_init_(fc.weight, fc.bias)
+        linear_init_(self.out.weight, self.out.bias)
+
+    def features(self, x: Tensor, lengths: Tensor | None = None) -> dict[str, Tensor]:
+        feats = {}
         h = x.reshape(x.shape[0], -1)
-        n_layers = len(w) // 2
-        for layer in range(n_layers):
-            h = F.linear(h, w[2 * layer], w[2 * layer + 1])
-            if layer < n_layers - 1:
-                h = self.act(h)
-                if unit_masks is not None:
-                    h = h * unit_masks[layer]
-        return h
+        for name, fc, gate in self._layers():
+            h = gate(self.act(fc(h)))
+            feats[name] = h
+        return feats
+
+    def forward(self, x: Tensor, lengths: Tensor | None = None) -> Tensor:
+        h = x.reshape(x.shape[0], -1)
+        for _, fc, gate in self._layers():
+            h = gate(self.act(fc(h)))
+        logits: Tensor = self.out(h)
+        return logits

@@ -53,6 +53,18 @@ async def test_slash_filters_and_highlight_shows_reference(make_app, test_preset
         assert app.screen.focused is app.screen.query_one("#preset-tree")
 
 
+async def test_details_list_every_option_with_its_help(make_app, test_presets: Path) -> None:  # type: ignore[no-untyped-def]
+    app = make_app(start_mode="presets")
+    async with app.run_test(size=(140, 80)) as pilot:
+        await wait_for(pilot, lambda: len(_leaves(app)) == 3)
+        await pilot.press("slash", *"ewc")
+        await wait_for(pilot, lambda: _leaves(app) == ["split-mnist/ewc"])
+        # The method's own options, with the help their dataclass declares, beside the TOML.
+        text = await wait_text(pilot, "method.ewc_lambda")
+        assert "online decay γ" in text and "method.fisher_chunk" in text
+        assert "model.hidden" in text and "widths of the hidden layers" in text
+
+
 async def test_bad_override_shows_the_config_error_and_blocks_launch(make_app, test_presets: Path,  # type: ignore[no-untyped-def]
                                                                      launcher: FakeLauncher) -> None:
     app = make_app(start_mode="presets")

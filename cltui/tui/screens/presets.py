@@ -1,5 +1,6 @@
-"""The Presets screen: shipped presets grouped by benchmark and method, their TOML and reference
-result, overrides validated live against the config schema, and launch.
+"""The Presets screen: shipped presets grouped by benchmark and method, their TOML, reference
+result and every option with its help text, overrides validated live against the config schema,
+and launch.
 
 Reads presets through engine.presets (torch-free); launching is the app's job (`app.start_runs`).
 """
@@ -13,6 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from rich.console import Group
+from rich.table import Table
 from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
@@ -30,8 +32,23 @@ if TYPE_CHECKING:
     from engine.config import RunConfig
     from engine.presets import PresetInfo
 
-# engine.presets (and engine.config with every component's options, ~20-40 ms) is imported where it
-# is used — the loading worker first — so the first screen is drawn without it.
+# engine.presets (and engine.config, ~20-40 ms) is imported where it is used — the loading worker
+# first — so the first screen is drawn without it. Validating a preset needs the component registry,
+# which imports torch (~1.5 s): the loading worker fills it (engine.catalog.load_all) off the UI thread
+# before the list appears, so selecting and validating never wait for torch on the UI thread.
+
+
+def options_grid(cfg: RunConfig) -> Table:
+    """Every option of `cfg` (components included): key, value, help text."""
+    from engine.catalog import option_docs
+
+    grid = Table.grid(padding=(0, 1))
+    grid.add_column(style="cyan", no_wrap=True)
+    grid.add_column(no_wrap=True)
+    grid.add_column(style="dim", ratio=1)
+    for doc in option_docs(cfg):
+        grid.add_row(doc.key, doc.value_text, doc.help)
+    return grid
 
 
 def parse_overrides(text: str) -> list[str]:
@@ -117,6 +134,7 @@ class PresetsScreen(Screen[None]):
     @work(thread=True, exclusive=True, group="presets-load")
     def _load(self) -> None:
         import rich.syntax  # noqa: F401  - pygments (~40 ms) imported here, off the UI thread, for _select
+        from engine.catalog import load_all
         from engine.presets import preset_info, preset_names
 
         infos, errors = [], []
@@ -125,6 +143,7 @@ class PresetsScreen(Screen[None]):
                 infos.append(preset_info(name))
             except CltuiError as e:
                 errors.append(f"{name}: {e}")
+        load_all()  # the component registry (and torch): see the note at the top
         self.post_message(self.Loaded(infos, errors))
 
     def on_presets_screen_loaded(self, msg: Loaded) -> None:
@@ -199,8 +218,10 @@ class PresetsScreen(Screen[None]):
         head.append(f"  {info.benchmark} · {info.method}\n", style="cyan")
         if info.description:
             head.append(info.description + "\n")
+        options: Table | None = None
         try:
             cfg = load_preset(name)
+            options = options_grid(cfg)
             ref = cfg.reference
             head.append("reference  ", style="bold")
             head.append(f"during {fmt(ref.during)} · final {fmt(ref.final)}"
@@ -219,8 +240,10 @@ class PresetsScreen(Screen[None]):
             toml = info.path.read_text()
         except OSError as e:
             toml = f"# cannot read: {e.strerror}"
-        self.query_one("#preset-toml", Static).update(
-            Group(Text(""), Syntax(toml, "toml", theme="ansi_dark", background_color="default", word_wrap=True)))
+        parts = [Text(""), Syntax(toml, "toml", theme="ansi_dark", background_color="default", word_wrap=True)]
+        if options is not None:
+            parts += [Text("options", style="bold"), options]
+        self.query_one("#preset-toml", Static).update(Group(*parts))
         self._validate()
 
     @on(Input.Changed, "#overrides")
