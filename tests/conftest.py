@@ -30,8 +30,8 @@ def tiny(*overrides: str, method: str = "finetune", steps: int = 20):
 
     base = [
         f"method.name={method}", "benchmark.num_tasks=3", "model.hidden=[32]",
-        f"training.steps_per_task={steps}", "training.batch_size=32", "evaluation.curve_every=10",
-        "evaluation.curve_samples=50", "training.log_every=5",
+        f"training.steps_per_task={steps}", "training.batch_size=32", "analyses.curves.every=10",
+        "analyses.curves.samples=50", "training.log_every=5",
     ]
     return load_preset("demo", [*base, *overrides])
 
