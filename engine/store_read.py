@@ -124,13 +124,25 @@ def _read_series_v1(f: h5py.File, with_series: bool, n_tasks: int) -> tuple[dict
 
 
 def _scalar_table(specs: dict[str, SeriesSpec], data: dict[str, Series]) -> tuple[list[str], np.ndarray, np.ndarray]:
-    """The loop's training scalars side by side (they are all written at the same log steps)."""
+    """The loop's training scalars side by side, on the steps of the longest one (NaN where one has no row).
+
+    The loop writes them all at the same log steps; aligning by step keeps a table consistent while a
+    reader races the writer, or when a writer logged only some of them.
+    """
     names = [n for n in SCALAR_NAMES if n in specs]
-    cols = [data[n] for n in names if n in data]
-    if len(cols) < len(names) or not cols:
+    cols = [data.get(n) for n in names]
+    present = [c for c in cols if c is not None]
+    if not present:
         return names, np.zeros(0, dtype="i8"), np.zeros((0, len(names)))
-    n = min(c.steps.shape[0] for c in cols)
-    return names, cols[0].steps[:n], np.stack([c.values[:n].astype(float) for c in cols], axis=1)
+    steps = max(present, key=lambda c: c.steps.shape[0]).steps
+    table = np.full((steps.shape[0], len(names)), np.nan)
+    for k, c in enumerate(cols):
+        if c is None or c.steps.shape[0] == 0:
+            continue
+        pos = np.searchsorted(steps, c.steps)
+        ok = (pos < steps.shape[0]) & (steps[np.minimum(pos, steps.shape[0] - 1)] == c.steps)
+        table[pos[ok], k] = c.values[ok]
+    return names, steps, table
 
 
 def read_run(run_dir: Path, with_series: bool = True) -> RunRecord:

@@ -27,6 +27,7 @@ from torch import Tensor
 from engine.methods.base import METHODS, Method, MethodContext
 from engine.methods.hypernet import ChunkedHypernet
 from engine.methods.options import HnetOptions
+from engine.series import SeriesSpec
 
 
 @METHODS.register("hnet")
@@ -109,7 +110,7 @@ class Hnet(Method):
                 self.targets = self.generate(self._target_ids).clone()
             self.hnet.train(was_training)
 
-    def penalty(self, phase: int, tasks: list[int]) -> tuple[Tensor | None, dict[str, float]]:
+    def penalty(self, phase: int, tasks: list[int]) -> tuple[Tensor | None, dict[str, Tensor | float]]:
         if self.targets is None or self.opts.beta == 0:
             return None, {}
         ids, target = self._target_ids, self.targets
@@ -120,7 +121,12 @@ class Hnet(Method):
         sq = (self.generate(ids) - target).square()
         if self.keep is not None:
             sq = sq * self.keep[ids]
-        return self.opts.beta * sq.sum() / ids.numel(), {}
+        reg = self.opts.beta * sq.sum() / ids.numel()
+        return reg, {"hnet_reg": reg.detach()}
+
+    def declare_series(self) -> list[SeriesSpec]:
+        return [*super().declare_series(),
+                SeriesSpec("hnet_reg", description="β·(1/|S|)·Σ_j ‖h(e_j) − W*_j‖² of the logged step (from task 2 on)")]
 
     # -- state --------------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
