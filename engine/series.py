@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -130,7 +130,7 @@ class SeriesSet:
     def __contains__(self, name: object) -> bool:
         return name in self._specs
 
-    def __iter__(self):  # type: ignore[no-untyped-def]
+    def __iter__(self) -> Iterator[SeriesSpec]:
         return iter(self._specs.values())
 
     def __len__(self) -> int:

@@ -46,7 +46,7 @@ def accuracy(method: Method, bench: Benchmark, task: int, idx: Tensor | None, ba
     if idx is None:
         idx = torch.arange(data.size("test"), device=device)
     correct = torch.zeros((), device=device)
-    for chunk in idx.split(batch_size):
+    for chunk in torch.split(idx, batch_size):
         b = data.get("test", chunk)
         correct += (method.head_logits(b.x, b.lengths, task).argmax(1) == b.y).sum()
     return float(correct) * 100.0 / max(1, idx.numel())
