@@ -56,7 +56,7 @@ class Meddler(Observer):
         return self._meddle()
 
 
-def _train(cfg: Any, meddle: bool) -> tuple[dict[str, torch.Tensor], np.ndarray, Meddler | None]:
+def _train(cfg: Any, meddle: bool) -> tuple[dict[str, torch.Tensor], np.ndarray, Meddler | None, list[Any]]:
     trainer, _ = build_trainer(cfg, resolve_data_dir(None), ev.Recorder())
     meddler = None
     if meddle:
@@ -64,15 +64,18 @@ def _train(cfg: Any, meddle: bool) -> tuple[dict[str, torch.Tensor], np.ndarray,
         trainer.observers = Observers([*trainer.observers.items, meddler], trainer.emit)
     assert trainer.run() == "finished"
     assert trainer.model.training  # the mode training left it in
-    return {k: v.clone() for k, v in trainer.model.state_dict().items()}, trainer.acc.copy(), meddler
+    rngs = [torch.get_rng_state(), np.random.get_state()[1].copy(), random.getstate()]
+    return {k: v.clone() for k, v in trainer.model.state_dict().items()}, trainer.acc.copy(), meddler, rngs
 
 
 def test_an_observer_cannot_change_training() -> None:
     # EWC draws its Fisher sample from the global torch RNG: a leaked draw would move every number after task 1.
     cfg = tiny("method.n_fisher=50", method="ewc")
-    w0, acc0, _ = _train(cfg, meddle=False)
-    w1, acc1, meddler = _train(cfg, meddle=True)
+    w0, acc0, _, rng0 = _train(cfg, meddle=False)
+    w1, acc1, meddler, rng1 = _train(cfg, meddle=True)
     assert meddler is not None and meddler.calls > 60 and not meddler.saw_grad
+    # Every global generator ends where it would have without the observer (whoever else draws from it).
+    assert torch.equal(rng0[0], rng1[0]) and np.array_equal(rng0[1], rng1[1]) and rng0[2] == rng1[2]
     assert np.array_equal(acc0, acc1, equal_nan=True)
     assert w0.keys() == w1.keys() and all(torch.equal(w0[k], w1[k]) for k in w0)
 
