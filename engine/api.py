@@ -47,7 +47,7 @@ class RunResult:
 
 
 def build_trainer(cfg: RunConfig, data_dir: Path, emit: Callable[[Any], None], run_dir: Path | None = None,
-                  store_counts: Callable[[], tuple[int, int]] | None = None) -> tuple[Trainer, torch.device]:
+                  checkpoint_extras: Callable[[], dict[str, Any]] | None = None) -> tuple[Trainer, torch.device]:
     """Device, data, model, method and loop for `cfg` (seeds every RNG first)."""
     load_all()
     device = resolve_device(cfg.device)
@@ -58,7 +58,7 @@ def build_trainer(cfg: RunConfig, data_dir: Path, emit: Callable[[Any], None], r
     model = build_model(cfg.model.name, cfg.model.options, bench.spec).to(device)
     ctx = MethodContext(model=model, benchmark=bench, device=device, training=cfg.training, seed=cfg.seed)
     method = METHODS.get(cfg.method.name).impl(cfg.method.options, ctx)
-    return Trainer(cfg, bench, model, method, device, emit, run_dir, store_counts), device
+    return Trainer(cfg, bench, model, method, device, emit, run_dir, checkpoint_extras), device
 
 
 @contextmanager
@@ -118,14 +118,14 @@ def run(cfg: RunConfig, runs_dir: Path, data_dir: str | Path | None = None,
     sinks = list(sinks)
     emit = _fanout([lambda e: holder["w"](e) if "w" in holder else None, *sinks])
     trainer, device = build_trainer(cfg, resolve_data_dir(data_dir), emit, run_dir,
-                                    store_counts=lambda: holder["w"].counts())
+                                    checkpoint_extras=lambda: {"store": holder["w"].counts()})
     env = environment(device)
     env["data_source"] = trainer.bench.source
     env["benchmark_info"] = trainer.bench.info  # e.g. SSMNIST task seeds and class partitions
     env["method_info"] = trainer.method.describe()
     writer = RunWriter.create(run_dir, run_id=run_id, config=config_to_dict(cfg), environment=env,
                               task_names=trainer.bench.task_names, phase_tasks=trainer.phase_tasks,
-                              phase_steps=trainer.phase_steps, group=group)
+                              phase_steps=trainer.phase_steps, series=trainer.declarations(), group=group)
     holder["w"] = writer
     emit(ev.RunStarted(run_id, str(run_dir), config_to_dict(cfg), trainer.bench.task_names, trainer.phase_tasks,
                        trainer.phase_steps, str(device)))
@@ -148,9 +148,10 @@ def resume(run_ref: str, runs_dir: Path, data_dir: str | Path | None = None,
     sinks = list(sinks)
     emit = _fanout([lambda e: holder["w"](e) if "w" in holder else None, *sinks])
     trainer, device = build_trainer(cfg, resolve_data_dir(data_dir), emit, run_dir,
-                                    store_counts=lambda: holder["w"].counts())
+                                    checkpoint_extras=lambda: {"store": holder["w"].counts()})
     trainer.load_state_dict(state)
-    writer = RunWriter.reopen(run_dir, *state["loop"]["store_counts"])
+    # The store's row count per series when the checkpoint was taken (saved beside the loop's state).
+    writer = RunWriter.reopen(run_dir, state["store"])
     # Rows evaluated after the checkpoint belong to the abandoned continuation: reset them.
     writer.f["acc"][:] = trainer.acc
     writer.f["phase_seconds"][:] = trainer.phase_seconds

@@ -1,7 +1,7 @@
-"""Fill the component registries (engine.registry) by importing every benchmark, model and method.
+"""Fill the component registries (engine.registry) by importing every benchmark, model, method and analysis.
 
 Each package lists its modules in its `__init__` (`MODULES`); importing one runs its
-`@BENCHMARKS/MODELS/METHODS.register(...)` decorator. This module is the only place that imports
+`@BENCHMARKS/MODELS/METHODS/ANALYSES.register(...)` decorator. This module is the only place that imports
 them all, so calling `load_all()` loads torch; importing this module does not (the UI may import it,
 and calls `load_all()` only inside functions or a worker thread).
 
@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from engine.config import RunConfig
 
-PACKAGES = ("engine.benchmarks", "engine.models", "engine.methods")
+PACKAGES = ("engine.benchmarks", "engine.models", "engine.methods", "engine.analyses")
 _loaded = False
 
 
@@ -58,7 +58,7 @@ class OptionDoc:
         return json.dumps(self.value, ensure_ascii=False)
 
 
-DOC_SECTIONS = ("benchmark", "model", "method", "training", "evaluation", "checkpoint")
+DOC_SECTIONS = ("benchmark", "model", "method", "training", "evaluation", "checkpoint", "analyses")
 
 
 def option_docs(cfg: RunConfig, sections: tuple[str, ...] = DOC_SECTIONS) -> list[OptionDoc]:
@@ -69,9 +69,17 @@ def option_docs(cfg: RunConfig, sections: tuple[str, ...] = DOC_SECTIONS) -> lis
     out = []
     for section in sections:
         obj = getattr(cfg, section)
+        if isinstance(obj, tuple):  # analyses: one [analyses.<name>] table per registered observer
+            for comp in obj:
+                out += _fields(f"{section}.{comp.name}", comp.options)
+            continue
         if isinstance(obj, Component):  # its registered name, then its options dataclass
             out.append(OptionDoc(f"{section}.name", obj.name, f"which registered {section}"))
             obj = obj.options
-        for f in dataclasses.fields(obj):
-            out.append(OptionDoc(f"{section}.{f.name}", getattr(obj, f.name), f.metadata.get("help", "")))
+        out += _fields(section, obj)
     return out
+
+
+def _fields(prefix: str, obj: Any) -> list[OptionDoc]:
+    return [OptionDoc(f"{prefix}.{f.name}", getattr(obj, f.name), f.metadata.get("help", ""))
+            for f in dataclasses.fields(obj)]

@@ -1,7 +1,9 @@
 """Checkpoint files: one explicit dict, written atomically (temp file + rename).
 
-Contents (format 1): format_version, config, loop (phase, step_in_phase, global_step, elapsed,
-acc, acc_initial, phase_seconds, store_counts), model, method, optimizer, samplers, rng.
+Contents (format 2): format_version, config, loop (phase, step_in_phase, global_step, elapsed,
+acc, acc_initial, phase_seconds), model, method, optimizer, samplers, mix_gen, rng, analyses
+(each observer's state), store (the run store's row count per series, added by engine/api.py).
+Format 1 kept the store's counts as a (curves, scalars) tuple inside `loop`; it is not resumable.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import torch
 from engine.errors import RunStoreError
 
 CHECKPOINT = "checkpoint.pt"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 
 
 def save_checkpoint(run_dir: Path, state: dict[str, Any]) -> Path:

@@ -20,7 +20,7 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib
 
-from engine.errors import ConfigError
+from engine.errors import ConfigError, suggest
 from engine.registry import BENCHMARKS, METHODS, MODELS, ComponentRegistry
 from engine.schema import SchemaError, build, opt, to_dict
 
@@ -50,14 +50,12 @@ class TrainingConfig:
 
 @dataclass(frozen=True)
 class EvaluationConfig:
-    curve_every: int = opt(100, "evaluate all seen tasks on a fixed subset every N steps (0 = off)")
-    curve_samples: int = opt(500, "size of the fixed per-task test subset used for curves")
     batch_size: int = opt(2000, "evaluation batch size")
     initial: bool = opt(True, "test the untrained network on every task first (needed for forward transfer)")
 
     def __post_init__(self) -> None:
-        if self.curve_every < 0 or self.curve_samples < 1 or self.batch_size < 1:
-            raise ValueError("curve_every >= 0, curve_samples >= 1 and batch_size >= 1 required")
+        if self.batch_size < 1:
+            raise ValueError("batch_size >= 1 required")
 
 
 @dataclass(frozen=True)
@@ -98,6 +96,7 @@ class RunConfig:
     evaluation: EvaluationConfig = opt(EvaluationConfig(), "evaluation")
     checkpoint: CheckpointConfig = opt(CheckpointConfig(), "checkpointing")
     reference: Reference = opt(Reference(), "published result this preset reproduces")
+    analyses: tuple[Component, ...] = opt((), "observers ([analyses.<name>] tables), every registered one with its options")
 
 
 COMPONENTS: dict[str, tuple[ComponentRegistry[Any], str]] = {
@@ -116,7 +115,7 @@ def _validate(raw: dict[str, Any]) -> RunConfig:
     from engine.catalog import load_all
 
     load_all()
-    known = list(_TOP) + list(COMPONENTS) + list(_PLAIN)
+    known = list(_TOP) + list(COMPONENTS) + list(_PLAIN) + ["analyses"]
     top: dict[str, Any] = {}
     for key, value in raw.items():
         if key not in known:
@@ -137,9 +136,38 @@ def _validate(raw: dict[str, Any]) -> RunConfig:
         except ConfigError as e:
             raise SchemaError(f"{key}.name", str(e)) from None
         updates[key] = Component(name, build(cls, table, key))
+    for old, new in _MOVED.items():
+        section, _, key = old.partition(".")
+        if isinstance(raw.get(section), dict) and key in raw[section]:
+            raise SchemaError(old, f"{old} moved to {new} (the forgetting curves are an analysis now)")
     for key, cls in _PLAIN.items():
         updates[key] = build(cls, raw.get(key, {}), key)
+    updates["analyses"] = _analyses(raw.get("analyses", {}))
     return replace(cfg, **updates)
+
+
+_MOVED = {"evaluation.curve_every": "analyses.curves.every", "evaluation.curve_samples": "analyses.curves.samples"}
+
+
+def _analyses(raw: Any) -> tuple[Component, ...]:
+    """`[analyses.<name>]` tables → one Component per registered analysis (enabled or not), by name.
+
+    Importing the analyses to validate their options loads torch (their options live beside them).
+    """
+    from engine.catalog import load_all
+    from engine.registry import ANALYSES
+
+    load_all()
+    if not isinstance(raw, dict):
+        raise SchemaError("analyses", "analyses should be a table of tables, e.g. [analyses.curves]")
+    for name, table in raw.items():
+        if name not in ANALYSES:
+            raise SchemaError(f"analyses.{name}", f"unknown analysis {name!r}.{suggest(name, ANALYSES.names())} "
+                                                  f"Known: {', '.join(ANALYSES.names())}.")
+        if not isinstance(table, dict):
+            raise SchemaError(f"analyses.{name}", f"analyses.{name} should be a table, e.g. [analyses.{name}]")
+    return tuple(Component(e.name, build(e.options, raw.get(e.name, {}), f"analyses.{e.name}"))
+                 for e in ANALYSES.entries())
 
 
 def config_to_dict(cfg: RunConfig) -> dict[str, Any]:
@@ -153,6 +181,7 @@ def config_to_dict(cfg: RunConfig) -> dict[str, Any]:
     for key in _PLAIN:
         out[key] = to_dict(getattr(cfg, key))
     out["reference"] = {k: v for k, v in out["reference"].items() if v is not None}
+    out["analyses"] = {c.name: to_dict(c.options) for c in cfg.analyses}
     return out
 
 

@@ -39,14 +39,19 @@ class StepLogged:
     """Global step (1-based count of optimizer steps done)."""
     phase: int
     values: dict[str, float]
+    """One value per declared log-cadence series: the loop's training scalars and the method's diagnostics."""
     steps_per_sec: float
 
 
 @dataclass(frozen=True)
-class CurvePoint:
+class SeriesPoint:
+    """One row of a declared series (engine/series.py), e.g. a forgetting-curve point or a phase diagnostic."""
+
+    name: str
     step: int
-    accuracy: list[float]
-    """Accuracy (%) of every task on its fixed subset; NaN for tasks not seen yet."""
+    """Global step at which the row was taken."""
+    value: Any
+    """A float, a (nested) list or a numpy array of the series' row shape."""
 
 
 @dataclass(frozen=True)
@@ -88,7 +93,7 @@ class RunFailed:
 
 
 Event = (
-    RunStarted | PhaseStarted | StepLogged | CurvePoint | InitialEvaluated | PhaseEvaluated
+    RunStarted | PhaseStarted | StepLogged | SeriesPoint | InitialEvaluated | PhaseEvaluated
     | CheckpointSaved | RunFinished | RunInterrupted | RunFailed
 )
 Sink = Callable[[Any], None]

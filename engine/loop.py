@@ -1,13 +1,16 @@
 """The one training loop: phases, steps, evaluation, checkpoints and events.
 
 Methods plug in through the hooks of engine.methods.base.Method; this file never asks which
-method it runs. The loop's whole state (counters, optimizer, samplers, RNGs, accuracy so far) is
-in `state_dict()`, so a run can be checkpointed at any step and resumed bit for bit.
+method it runs. Observers (engine/analyses) are called at three places: after each step, at curve
+points, at each phase's end; they only read, and their time is not training time. What the run
+records is declared up front (`declarations()`: the loop's training scalars, the method's and the
+analyses' series); writing anything else is an error. The loop's whole state (counters, optimizer,
+samplers, RNGs, accuracy so far, observers) is in `state_dict()`, so a run can be checkpointed at
+any step and resumed bit for bit.
 """
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -18,7 +21,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from engine.catalog import load_all
 from engine import events as ev
+from engine.analyses.base import ObserverContext, Observers, accuracy
 from engine.benchmarks.base import Batch, Benchmark
 from engine.checkpoint import save_checkpoint
 from engine.config import RunConfig, config_to_dict
@@ -26,28 +31,33 @@ from engine.data.sampler import EpochSampler
 from engine.methods.base import Method
 from engine.metrics import summary
 from engine.models.base import CLModel
+from engine.registry import ANALYSES
 from engine.rng import rng_state, set_rng_state
+from engine.series import TRAINING_SERIES, SeriesError, SeriesSet, SeriesSpec
 
 
 class Trainer:
     def __init__(self, cfg: RunConfig, bench: Benchmark, model: CLModel, method: Method, device: torch.device,
                  emit: Callable[[Any], None], run_dir: Path | None = None,
-                 store_counts: Callable[[], tuple[int, int]] | None = None) -> None:
+                 checkpoint_extras: Callable[[], dict[str, Any]] | None = None) -> None:
         self.cfg, self.bench, self.model, self.method, self.device = cfg, bench, model, method, device
         self.emit = emit
         self.run_dir = run_dir
-        self.store_counts = store_counts or (lambda: (0, 0))
+        # What the caller stores beside the loop's state in each checkpoint (api.py: the store's row counts).
+        self.checkpoint_extras = checkpoint_extras or dict
         tr = cfg.training
         self.schedule = method.schedule(bench.num_tasks, tr.steps_per_task)
         # Independent, seeded streams: batch order per task, and the task mix of multitask batches.
         self.samplers = [EpochSampler(t.size("train"), cfg.seed * 1009 + i, device) for i, t in enumerate(bench.tasks)]
         self.mix_gen = torch.Generator().manual_seed(cfg.seed * 1009 + 997)
-        # A fixed random test subset per task for the forgetting curves (same for every seed).
-        self.curve_idx = []
-        for i, t in enumerate(bench.tasks):
-            n = t.size("test")
-            perm = torch.randperm(n, generator=torch.Generator().manual_seed(4242 + i))
-            self.curve_idx.append(perm[: min(n, cfg.evaluation.curve_samples)].to(device))
+        load_all()
+        octx = ObserverContext(model, bench, method, device, cfg.seed, cfg.evaluation.batch_size,
+                               self.phase_tasks, self.phase_steps)
+        self.observers = Observers([ANALYSES.get(c.name).impl(c.options, octx, c.name)
+                                    for c in cfg.analyses if c.options.enabled], emit)
+        self.series = SeriesSet(TRAINING_SERIES)
+        self.series.add(method.declare_series(), source="method")
+        self.series.add(self.observers.declarations())
         n_phases, n_tasks = len(self.schedule), bench.num_tasks
         self.phase = 0
         self.step_in_phase = 0
@@ -89,27 +99,29 @@ class Trainer:
         counts = torch.bincount(slots, minlength=len(tasks)).tolist()
         return [(t, self.bench.tasks[t].get("train", self.samplers[t].next(c))) for t, c in zip(tasks, counts) if c]
 
-    @torch.no_grad()
     def evaluate(self, task: int, idx: Tensor | None = None) -> float:
         """Accuracy (%) of task `task` on its test set (or the given test indices), using its own head."""
         self.model.eval()
-        data = self.bench.tasks[task]
-        if idx is None:
-            idx = torch.arange(data.size("test"), device=self.device)
-        correct = torch.zeros((), device=self.device)
-        for chunk in idx.split(self.cfg.evaluation.batch_size):
-            b = data.get("test", chunk)
-            correct += (self.method.head_logits(b.x, b.lengths, task).argmax(1) == b.y).sum()
+        acc = accuracy(self.method, self.bench, task, idx, self.cfg.evaluation.batch_size, self.device)
         self.model.train()
-        return float(correct) * 100.0 / max(1, idx.numel())
+        return acc
 
     def seen_tasks(self, phase: int) -> list[int]:
         return sorted({t for tasks in self.phase_tasks[: phase + 1] for t in tasks})
 
-    def curve_point(self, phase: int) -> None:
-        seen = set(self.seen_tasks(phase))
-        row = [self.evaluate(t, self.curve_idx[t]) if t in seen else math.nan for t in range(self.bench.num_tasks)]
-        self.emit(ev.CurvePoint(self.global_step, row))
+    def declarations(self) -> list[SeriesSpec]:
+        """Every series this run writes (the store creates them before the run starts)."""
+        return list(self.series)
+
+    def _method_values(self, values: dict[str, Any], cadence: str) -> dict[str, Any]:
+        """Method diagnostics as plain data, each checked against its declaration (source 'method')."""
+        out: dict[str, Any] = {}
+        for name, v in values.items():
+            spec = self.series.get(name, cadence)
+            if spec.source != "method":
+                raise SeriesError(f"the method wrote series {name!r}, which {spec.source} declared")
+            out[name] = v.detach().cpu().tolist() if isinstance(v, Tensor) else v  # the host sync, at log steps only
+        return out
 
     # -- state --------------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
@@ -119,7 +131,6 @@ class Trainer:
                 "phase": self.phase, "step_in_phase": self.step_in_phase, "phase_started": self.phase_started,
                 "global_step": self.global_step, "elapsed": self.elapsed, "acc": self.acc.copy(),
                 "acc_initial": self.acc_initial.copy(), "phase_seconds": self.phase_seconds.copy(),
-                "store_counts": self.store_counts(),
             },
             "model": self.model.state_dict(),
             "method": self.method.state_dict(),
@@ -127,6 +138,7 @@ class Trainer:
             "samplers": [s.state_dict() for s in self.samplers],
             "mix_gen": self.mix_gen.get_state(),
             "rng": rng_state(),
+            "analyses": self.observers.state_dict(),
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -144,11 +156,12 @@ class Trainer:
             s.load_state_dict(st)
         self.mix_gen.set_state(state["mix_gen"])
         set_rng_state(state["rng"])
+        self.observers.load_state_dict(state["analyses"])
 
     def checkpoint(self) -> str | None:
         if self.run_dir is None:
             return None
-        path = save_checkpoint(self.run_dir, self.state_dict())
+        path = save_checkpoint(self.run_dir, {**self.state_dict(), **self.checkpoint_extras()})
         self.emit(ev.CheckpointSaved(self.global_step, str(path)))
         return str(path)
 
@@ -201,7 +214,7 @@ class Trainer:
                 # 2. task-loss gradient first (SI reads it), then the method's penalty on top
                 task_loss.backward()
                 self.method.after_task_backward(phase, tasks)
-                penalty, _ = self.method.penalty(phase, tasks)
+                penalty, diagnostics = self.method.penalty(phase, tasks)  # tensors; read at log steps only
                 if penalty is not None:
                     penalty.backward()
                 # 3. clip (global L2 norm, -1 = off) and step
@@ -212,7 +225,10 @@ class Trainer:
                 self.method.after_step(phase, tasks)
                 self.step_in_phase += 1
                 self.global_step += 1
-                # 4. bookkeeping: scalars, curves, step checkpoints
+                # 4. bookkeeping: observers, scalars, curves, step checkpoints. Observer time is moved
+                #    out of the phase's training time and the logged rate.
+                dt = self.observers.on_step(self.global_step, phase, tasks)
+                t_phase, t_log = t_phase + dt, t_log + dt
                 if self.global_step % tr.log_every == 0 or self.step_in_phase == steps:
                     now = time.perf_counter()
                     rate = (self.global_step - steps_at_log) / max(now - t_log, 1e-9)
@@ -225,10 +241,9 @@ class Trainer:
                     self.emit(ev.StepLogged(self.global_step, phase, {
                         "loss": tl + pen, "task_loss": tl, "penalty": pen,
                         "train_acc": float(correct) * 100.0 / tr.batch_size, "grad_norm": float(grad_norm),
-                        "lr": self.lr_at(self.global_step)}, rate))
-                ce = cfg.evaluation.curve_every
-                if ce and (self.global_step % ce == 0 or self.step_in_phase == steps):
-                    self.curve_point(phase)
+                        "lr": self.lr_at(self.global_step), **self._method_values(diagnostics, "log")}, rate))
+                dt = self.observers.on_curve_point(self.global_step, phase, self.step_in_phase == steps)
+                t_phase, t_log = t_phase + dt, t_log + dt
                 if cfg.checkpoint.every_steps and self.global_step % cfg.checkpoint.every_steps == 0 \
                         and self.step_in_phase < steps:
                     t_phase = self._account(phase, t_phase)
@@ -238,6 +253,9 @@ class Trainer:
             self.method.after_phase(phase, tasks)
             self.acc[phase] = [self.evaluate(t) for t in range(self.bench.num_tasks)]
             self.emit(ev.PhaseEvaluated(phase, self.acc[phase].tolist(), float(self.phase_seconds[phase])))
+            for name, value in self._method_values(self.method.phase_diagnostics(phase, tasks), "phase").items():
+                self.emit(ev.SeriesPoint(name, self.global_step, value))
+            self.observers.on_phase_end(self.global_step, phase)
             self.phase, self.step_in_phase, self.phase_started = phase + 1, 0, False
             if cfg.checkpoint.every_task:
                 self.checkpoint()

@@ -30,14 +30,38 @@ def tiny(*overrides: str, method: str = "finetune", steps: int = 20):
 
     base = [
         f"method.name={method}", "benchmark.num_tasks=3", "model.hidden=[32]",
-        f"training.steps_per_task={steps}", "training.batch_size=32", "evaluation.curve_every=10",
-        "evaluation.curve_samples=50", "training.log_every=5",
+        f"training.steps_per_task={steps}", "training.batch_size=32", "analyses.curves.every=10",
+        "analyses.curves.samples=50", "training.log_every=5",
     ]
     return load_preset("demo", [*base, *overrides])
 
 
+TIMING_SERIES = {"steps_per_sec"}
+"""Series whose values are wall-clock measurements: equal steps, values free."""
+
+
+def assert_same_series(a_dir: Path, b_dir: Path) -> None:
+    """Two stored runs hold the same declared series with the same rows (timings: same steps only)."""
+    import numpy as np
+
+    from engine.store import read_run
+
+    a, b = read_run(a_dir), read_run(b_dir)
+    assert a.series_specs == b.series_specs
+    assert set(a.series) == set(a.series_specs) == set(b.series)
+    for name, sa in a.series.items():
+        sb = b.series[name]
+        assert np.array_equal(sa.steps, sb.steps), f"series {name!r}: steps differ"
+        if name not in TIMING_SERIES:
+            assert np.array_equal(sa.values, sb.values, equal_nan=True), f"series {name!r}: values differ"
+    assert np.array_equal(a.acc, b.acc, equal_nan=True) and np.array_equal(a.acc_initial, b.acc_initial, equal_nan=True)
+    assert a.metrics.keys() == b.metrics.keys()
+    assert np.array_equal(list(a.metrics.values()), list(b.metrics.values()), equal_nan=True)
+
+
 def assert_resume_exact(cfg, tmp_path: Path, stop_at: int):  # noqa: ANN001, ANN201
-    """Run `cfg` whole, and again stopped at `stop_at` then resumed: the accuracy matrices must be equal."""
+    """Run `cfg` whole, and again stopped at `stop_at` then resumed: the accuracy matrices and every
+    stored series (training scalars, method diagnostics, analyses) must be equal."""
     import numpy as np
 
     from engine import api
@@ -48,4 +72,5 @@ def assert_resume_exact(cfg, tmp_path: Path, stop_at: int):  # noqa: ANN001, ANN
     resumed = api.resume(part.run_id, tmp_path / "part")
     assert resumed.status == "finished", resumed.error
     assert np.array_equal(resumed.acc, full.acc, equal_nan=True)
+    assert_same_series(full.run_dir, resumed.run_dir)
     return full, resumed

@@ -12,7 +12,7 @@ from cltui import launcher
 from cltui.cli import app
 
 runner = CliRunner()
-FAST = ["--set", "training.steps_per_task=5", "--set", "evaluation.curve_every=5", "--no-live"]
+FAST = ["--set", "training.steps_per_task=5", "--set", "analyses.curves.every=5", "--no-live"]
 
 
 def invoke(*args: str):  # noqa: ANN201
@@ -118,7 +118,7 @@ def test_real_run_then_runs_show_export_resume(tmp_path: Path) -> None:
 def test_interrupted_run_resumes_from_the_cli(tmp_path: Path) -> None:
     from engine.presets import load_preset
 
-    cfg = load_preset("demo", ["training.steps_per_task=5", "evaluation.curve_every=0"])
+    cfg = load_preset("demo", ["training.steps_per_task=5", "analyses.curves.enabled=false"])
     launched = launcher.launch_run(cfg, tmp_path, stop_at_step=12)
     assert launched.wait_for_run()
     assert launched.proc.wait() == 3  # interrupted

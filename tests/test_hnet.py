@@ -185,7 +185,7 @@ def test_regulariser_subset_is_one_random_earlier_task() -> None:
 def _task0_drift(beta: float) -> float:
     """‖h(e_0) after task 2 − h(e_0) after task 1‖ on a two-task embedded Split-MNIST run."""
     cfg = tiny("benchmark.num_tasks=2", f"method.beta={beta}", "method.hidden=[32,32]", "method.chunk_size=500",
-               "evaluation.curve_every=0", "evaluation.initial=false", method="hnet", steps=40)
+               "analyses.curves.enabled=false", "evaluation.initial=false", method="hnet", steps=40)
     trainer, _ = build_trainer(cfg, None, lambda e: None)
     hnet: Hnet = trainer.method  # type: ignore[assignment]
     assert trainer.run(stop_at_step=40) == "interrupted"
@@ -246,7 +246,7 @@ def test_evaluation_cache_follows_optimizer_steps() -> None:
     (29, ["benchmark.scenario=domain", "method.reg_batch_size=1"]),  # random subset: RNG state resumed too
 ])
 def test_resume_equals_uninterrupted(tmp_path, stop_at: int, extra: list[str]) -> None:
-    cfg = tiny("method.hidden=[16]", "method.chunk_size=1000", "method.beta=0.1", "evaluation.curve_every=5",
+    cfg = tiny("method.hidden=[16]", "method.chunk_size=1000", "method.beta=0.1", "analyses.curves.every=5",
                *extra, method="hnet", steps=12)
     full = run(cfg, tmp_path / "a")
     part = run(cfg, tmp_path / "b", stop_at_step=stop_at)

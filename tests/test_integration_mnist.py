@@ -15,7 +15,7 @@ from engine import api
 from engine.presets import load_preset
 
 pytestmark = pytest.mark.integration
-FAST = ["training.steps_per_task=300", "evaluation.curve_every=0", "model.hidden=[200, 200]"]
+FAST = ["training.steps_per_task=300", "analyses.curves.enabled=false", "model.hidden=[200, 200]"]
 
 
 def test_finetuning_forgets_and_multitask_does_not(tmp_path: Path, mnist_root: Path) -> None:

@@ -25,7 +25,7 @@ def tiny_cfg(**opts: object):
         "model": {"name": "mlp", "hidden": [32, 32]},
         "method": {"name": "coresets", "coreset_size": 30, **opts},
         "training": {"steps_per_task": 15, "batch_size": 32},
-        "evaluation": {"curve_every": 0, "initial": False},
+        "evaluation": {"initial": False}, "analyses": {"curves": {"enabled": False}},
     }
     return load_config(raw, "test")
 

@@ -128,7 +128,7 @@ def tiny_cfg(method: str, **opts: object):
         "model": {"name": "mlp", "hidden": [32, 32]},
         "method": {"name": method, **opts},
         "training": {"steps_per_task": 20, "batch_size": 32, "log_every": 1},
-        "evaluation": {"curve_every": 0, "initial": False},
+        "evaluation": {"initial": False}, "analyses": {"curves": {"enabled": False}},
     }
     return load_config(raw, "test")
 

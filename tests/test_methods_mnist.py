@@ -18,7 +18,7 @@ from engine.presets import load_preset
 
 DATA_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 SETTINGS = ["model.hidden=[100, 100]", "training.batch_size=64", "training.steps_per_task=300",
-            "training.lr=0.01", "evaluation.curve_every=0", "evaluation.initial=false", "device=cpu"]
+            "training.lr=0.01", "analyses.curves.enabled=false", "evaluation.initial=false", "device=cpu"]
 METHODS = {
     "ewc": ["method.name=ewc", "method.ewc_lambda=10000.0", "method.n_fisher=500"],
     "si": ["method.name=si", "method.si_lambda=1.0"],

@@ -65,7 +65,7 @@ def test_name_resolves_to_documented_options_and_implementation(kind: str, name:
 def test_every_listed_module_registers_and_every_registering_module_is_listed() -> None:
     load_all()
     listed = component_modules()
-    impl_modules = {e.impl.__module__ for reg in (BENCHMARKS, MODELS, METHODS) for e in reg.entries()}
+    impl_modules = {e.impl.__module__ for reg in REGISTRIES.values() for e in reg.entries()}
     assert set(listed) == impl_modules
     # A module that registers something but is missing from its package's MODULES would silently
     # be absent from the registry: scan the package folders for decorators.
@@ -142,9 +142,12 @@ def test_option_docs_cover_every_option_of_a_config_with_help() -> None:
 
     cfg = load_preset("split-mnist/ewc")
     docs = option_docs(cfg)
-    flat = config_to_dict(cfg)
-    assert [d.key for d in docs] == [f"{s}.{k}" for s in DOC_SECTIONS for k in flat[s]]
-    assert all(d.value == flat[d.key.split(".")[0]][d.key.split(".", 1)[1]] for d in docs)
+    tables = config_to_dict(cfg)
+    # analyses hold one table per observer: [analyses.curves] → keys analyses.curves.<option>
+    flat = {f"{s}.{k}": v for s in DOC_SECTIONS for k, v in tables[s].items() if s != "analyses"}
+    flat.update({f"analyses.{a}.{k}": v for a, opts in tables["analyses"].items() for k, v in opts.items()})
+    assert [d.key for d in docs] == list(flat)
+    assert all(d.value == flat[d.key] for d in docs)
     assert all(d.help.strip() for d in docs), [d.key for d in docs if not d.help.strip()]
     by_key = {d.key: d for d in docs}
     assert by_key["method.name"].value == "ewc" and by_key["model.hidden"].value_text == "[400, 400]"

@@ -178,7 +178,7 @@ def test_every_method_runs_on_ssmnist(method: str, data_root: Path) -> None:
         "model": {"name": "lstm", "hidden": 6},
         "method": {"name": method, **TINY_METHOD_OPTIONS.get(method, {})},
         "training": {"steps_per_task": 3, "batch_size": 8, "clip_grad_norm": 1.0, "log_every": 1},
-        "evaluation": {"curve_every": 2, "curve_samples": 8},
+        "analyses": {"curves": {"every": 2, "samples": 8}},
         "checkpoint": {"every_task": False},
     }
     cfg = config_from_dict(raw, where=f"tiny {method} run")

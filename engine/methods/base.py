@@ -3,13 +3,17 @@
 Per phase (one task per phase, except multitask):
     before_phase → [per step: forward (via head_logits) → task loss backward →
     after_task_backward → penalty (backward) → clip, optimizer step → after_step] →
-    after_phase → evaluation.
+    after_phase → evaluation → phase_diagnostics.
 Everything a method needs to continue a run bit for bit goes in `state_dict`.
 
 A method is one module: its options dataclass (each field with `engine.schema.opt` help) right
 above its `Method` subclass, bound by `@METHODS.register(XOptions)` (engine.registry), and its
 module name in engine/methods/__init__.py's MODULES. It reaches the model only through the contract
 of engine/models/base.py (forward, features, unit_layers + gated, readout, functional_call).
+Diagnostics go into the run record only as declared series (`declare_series`, engine/series.py):
+the dict `penalty` returns (cadence 'log': the loop keeps the last step's tensors and converts them
+at log steps only, so there is no host sync per step) and `phase_diagnostics` (cadence 'phase').
+A key nobody declared fails the run with a SeriesError naming it.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from torch import Tensor
 from engine.benchmarks.base import Benchmark
 from engine.config import TrainingConfig
 from engine.models.base import CLModel
+from engine.series import SeriesSpec
 
 
 @dataclass
@@ -74,8 +79,12 @@ class Method:
     def after_task_backward(self, phase: int, tasks: list[int]) -> None:
         """Called when .grad holds the gradient of the task loss alone (before any penalty)."""
 
-    def penalty(self, phase: int, tasks: list[int]) -> tuple[Tensor | None, dict[str, float]]:
-        """Extra loss (regulariser, replay) for this step, backpropagated after the task loss."""
+    def penalty(self, phase: int, tasks: list[int]) -> tuple[Tensor | None, dict[str, Tensor | float]]:
+        """Extra loss (regulariser, replay) for this step, backpropagated after the task loss.
+
+        The dict holds diagnostics of this step (0-d tensors, left on the device): one per declared
+        log-cadence series; the loop records them at log steps.
+        """
         return None, {}
 
     def after_step(self, phase: int, tasks: list[int]) -> None:
@@ -83,6 +92,15 @@ class Method:
 
     def after_phase(self, phase: int, tasks: list[int]) -> None:
         pass
+
+    # -- record -------------------------------------------------------------------------------
+    def declare_series(self) -> list[SeriesSpec]:
+        """The diagnostics this method writes (cadence 'log' from `penalty`, 'phase' from `phase_diagnostics`)."""
+        return []
+
+    def phase_diagnostics(self, phase: int, tasks: list[int]) -> dict[str, Any]:
+        """Values of declared phase-cadence series, read after `after_phase` (e.g. the Fisher's total)."""
+        return {}
 
     # -- state --------------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:

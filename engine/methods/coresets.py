@@ -77,7 +77,7 @@ class Coresets(Method):
         super().before_phase(phase, tasks)
         self.old = self._make_old() if self.coresets else None
 
-    def penalty(self, phase: int, tasks: list[int]) -> tuple[Tensor | None, dict[str, float]]:
+    def penalty(self, phase: int, tasks: list[int]) -> tuple[Tensor | None, dict[str, Tensor | float]]:
         base, info = super().penalty(phase, tasks)
         old_tasks = sorted(t for t in self.coresets if t not in tasks)
         if not old_tasks or self.old is None or self.opts.distill_reg == 0:

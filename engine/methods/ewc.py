@@ -31,6 +31,7 @@ from torch.func import functional_call
 from engine.methods.base import Method, MethodContext
 from engine.registry import METHODS
 from engine.schema import opt
+from engine.series import SeriesSpec
 
 
 @dataclass(frozen=True)
@@ -143,13 +144,26 @@ class Ewc(Method):
         return acc
 
     # -- hooks --------------------------------------------------------------------------------
-    def penalty(self, phase: int, tasks: list[int]) -> tuple[Tensor | None, dict[str, float]]:
+    def penalty(self, phase: int, tasks: list[int]) -> tuple[Tensor | None, dict[str, Tensor | float]]:
         if self.fisher is None or self.anchor is None:
             return None, {}
         total = torch.zeros((), device=self.ctx.device)
         for name, p in self.model.named_parameters():
             total = total + (self.fisher[name] * (p - self.anchor[name]).square()).sum()
-        return self.opts.ewc_lambda * 0.5 * total, {}
+        pen = self.opts.ewc_lambda * 0.5 * total
+        return pen, {"ewc_penalty": pen.detach()}
+
+    def declare_series(self) -> list[SeriesSpec]:
+        return [*super().declare_series(),
+                SeriesSpec("ewc_penalty", description="λ·½·Σ F·(θ − θ*)² of the logged step (from task 2 on)"),
+                SeriesSpec("ewc_fisher_total", cadence="phase",
+                           description="Σ F over all weights of the Fisher in use after the phase (online sum)")]
+
+    def phase_diagnostics(self, phase: int, tasks: list[int]) -> dict[str, Any]:
+        out = super().phase_diagnostics(phase, tasks)
+        if self.fisher is not None:
+            out["ewc_fisher_total"] = float(sum(f.sum() for f in self.fisher.values()))
+        return out
 
     @torch.no_grad()
     def _consolidate(self, fisher_new: dict[str, Tensor]) -> None:

@@ -33,6 +33,7 @@ from engine.methods.hypernet import ChunkedHypernet
 from engine.models.base import params_from_flat
 from engine.registry import METHODS
 from engine.schema import opt
+from engine.series import SeriesSpec
 
 
 @dataclass(frozen=True)
@@ -140,7 +141,7 @@ class Hnet(Method):
                 self.targets = self.generate(self._target_ids).clone()
             self.hnet.train(was_training)
 
-    def penalty(self, phase: int, tasks: list[int]) -> tuple[Tensor | None, dict[str, float]]:
+    def penalty(self, phase: int, tasks: list[int]) -> tuple[Tensor | None, dict[str, Tensor | float]]:
         if self.targets is None or self.opts.beta == 0:
             return None, {}
         ids, target = self._target_ids, self.targets
@@ -151,7 +152,12 @@ class Hnet(Method):
         sq = (self.generate(ids) - target).square()
         if self.keep is not None:
             sq = sq * self.keep[ids]
-        return self.opts.beta * sq.sum() / ids.numel(), {}
+        reg = self.opts.beta * sq.sum() / ids.numel()
+        return reg, {"hnet_reg": reg.detach()}
+
+    def declare_series(self) -> list[SeriesSpec]:
+        return [*super().declare_series(),
+                SeriesSpec("hnet_reg", description="β·(1/|S|)·Σ_j ‖h(e_j) − W*_j‖² of the logged step (from task 2 on)")]
 
     # -- state --------------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:

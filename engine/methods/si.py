@@ -31,6 +31,7 @@ from torch import Tensor
 from engine.methods.base import Method, MethodContext
 from engine.registry import METHODS
 from engine.schema import opt
+from engine.series import SeriesSpec
 
 
 @torch.no_grad()
@@ -138,7 +139,7 @@ class Si(Method):
                 self.omega[name].add_((p.detach() - self._before_step[name]) * -p.grad)
         self._before_step = None
 
-    def penalty(self, phase: int, tasks: list[int]) -> tuple[Tensor | None, dict[str, float]]:
+    def penalty(self, phase: int, tasks: list[int]) -> tuple[Tensor | None, dict[str, Tensor | float]]:
         base, info = super().penalty(phase, tasks)
         if self.big_omega is None or self.theta_prev is None:
             return base, info
@@ -146,7 +147,19 @@ class Si(Method):
         for name, p in self.model.named_parameters():
             total = total + (self.big_omega[name] * (p - self.theta_prev[name]).square()).sum()
         si = self.opts.si_lambda * total
-        return (si if base is None else base + si), info
+        return (si if base is None else base + si), {**info, "si_penalty": si.detach()}
+
+    def declare_series(self) -> list[SeriesSpec]:
+        return [*super().declare_series(),
+                SeriesSpec("si_penalty", description="c·Σ Ω·(θ − θ_prev)² of the logged step (from task 2 on)"),
+                SeriesSpec("si_omega_total", cadence="phase",
+                           description="Σ Ω over all weights: the accumulated importance after the phase")]
+
+    def phase_diagnostics(self, phase: int, tasks: list[int]) -> dict[str, Any]:
+        out = super().phase_diagnostics(phase, tasks)
+        if self.big_omega is not None:
+            out["si_omega_total"] = float(sum(w.sum() for w in self.big_omega.values()))
+        return out
 
     @torch.no_grad()
     def after_phase(self, phase: int, tasks: list[int]) -> None:

@@ -16,6 +16,7 @@ from cltui.tui.services import LaunchError, Settings
 from engine import events as ev
 from engine.config import RunConfig
 from engine.metrics import summary
+from engine.series import CURVES, TRAINING_SERIES, SeriesSpec
 from engine.store import RunStore, RunWriter
 
 DEAD_PID = 999_999_999  # above any pid_max: os.kill reports no such process
@@ -55,7 +56,7 @@ class SyntheticRun:
         return self.writer.path.parent
 
     def step_events(self, phase: int, upto: int | None = None) -> None:
-        """StepLogged and CurvePoint events of one phase (up to step `upto` inside it)."""
+        """StepLogged and curve-point events of one phase (up to step `upto` inside it)."""
         first = phase * self.steps
         last = self.steps if upto is None else upto
         for s in range(1, last + 1):
@@ -69,7 +70,7 @@ class SyntheticRun:
                 row = [acc_value(phase, j, self.seed, self.forget) * min(1.0, s / self.steps + 0.5) if j == phase
                        else (acc_value(phase, j, self.seed, self.forget) if j < phase else math.nan)
                        for j in range(self.n_tasks)]
-                self.writer(ev.CurvePoint(g, row))
+                self.writer(ev.SeriesPoint(CURVES, g, row))
 
     def finish_phase(self, phase: int) -> None:
         row = [acc_value(phase, j, self.seed, self.forget) for j in range(self.n_tasks)]
@@ -94,7 +95,8 @@ def start_run(root: Path, run_id: str, *, n_tasks: int = 5, steps: int = 100, me
     w = RunWriter.create(root / run_id, run_id=run_id, config=config(method, seed, preset, n_tasks, steps),
                          environment={"device": "cpu", "device_name": "test"},
                          task_names=[f"T{k + 1}" for k in range(n_tasks)], phase_tasks=[[k] for k in range(n_tasks)],
-                         phase_steps=[steps] * n_tasks, group=group)
+                         phase_steps=[steps] * n_tasks, group=group,
+                         series=[*TRAINING_SERIES, SeriesSpec(CURVES, (n_tasks,), cadence="curve")])
     w.f.attrs["created"] = created  # fixed, so orderings and snapshots do not depend on the clock
     w(ev.InitialEvaluated([10.0] * n_tasks))
     run = SyntheticRun(w, n_tasks, steps, seed, forget)
