@@ -115,7 +115,7 @@ class Hnet(Method):
         ids, target = self._target_ids, self.targets
         n = len(self.target_tasks)
         if 0 < self.opts.reg_batch_size < n:
-            rows = torch.randperm(n)[: self.opts.reg_batch_size].sort().values.to(self.ctx.device)  # global torch RNG
+            rows = torch.randperm(n, generator=self.ctx.generator("hnet/reg_subset"))[: self.opts.reg_batch_size].sort().values.to(self.ctx.device)
             ids, target = ids[rows], target[rows]
         sq = (self.generate(ids) - target).square()
         if self.keep is not None:
