@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +30,13 @@ from engine.methods.base import Method
 from engine.metrics import summary
 from engine.models.base import CLModel
 from engine.optim import make_optimizer
-from engine.phases import PhasePlan, PhaseTracker, plan_phases, restore_weights, snapshot_weights
+from engine.phases import (
+    PhasePlan,
+    PhaseTracker,
+    plan_phases,
+    restore_weights,
+    snapshot_weights,
+)
 from engine.rng import rng_state, set_rng_state
 from engine.schedules import make_schedule
 
@@ -235,8 +242,8 @@ class Trainer:
                 self.tracker.add_batch(correct, tr.batch_size)
                 epoch_end = self.step_in_phase % plan.steps_per_epoch == 0
                 if epoch_end or self.step_in_phase >= steps:
-                    stop = self.tracker.check(epoch_end, lambda: self.val_accuracy(tasks),
-                                              lambda: snapshot_weights(self.method))
+                    stop = self.tracker.check(epoch_end, partial(self.val_accuracy, tasks),
+                                              partial(snapshot_weights, self.method))
                     self.phase_done = stop or self.step_in_phase >= steps
                 # 5. bookkeeping: scalars, curves, step checkpoints
                 if self.global_step % tr.log_every == 0 or self.phase_done:

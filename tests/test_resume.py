@@ -10,7 +10,7 @@ import pytest
 from engine import api
 from engine.errors import RunStoreError
 from engine.store import read_run
-from tests.conftest import tiny
+from tests.conftest import assert_same_final_state, tiny
 
 
 @pytest.mark.parametrize("method", ["finetune", "multitask", "scratch"])
@@ -25,6 +25,7 @@ def test_resume_equals_uninterrupted(tmp_path: Path, method: str, stop: int) -> 
     assert resumed.status == "finished"
     assert np.array_equal(resumed.acc, full.acc, equal_nan=True)
     assert resumed.metrics == full.metrics
+    assert_same_final_state(full.run_dir, resumed.run_dir)  # weights, optimizer, method, streams too
     a, b = read_run(full.run_dir), read_run(resumed.run_dir)
     # The stored series are the same too: no duplicate rows from the abandoned continuation.
     assert np.array_equal(a.scalar_steps, b.scalar_steps)
