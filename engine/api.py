@@ -26,12 +26,12 @@ from engine.catalog import load_all
 from engine.checkpoint import load_checkpoint
 from engine.config import RunConfig, config_from_dict, config_to_dict
 from engine.data.paths import resolve_data_dir
+from engine.data.split import hold_out_validation
 from engine.env import environment, resolve_device
 from engine.errors import RunStoreError
 from engine.loop import Trainer
 from engine.methods.base import METHODS, MethodContext
 from engine.models.base import build_model
-from engine.data.split import hold_out_validation
 from engine.rng import Streams, seed_everything
 from engine.store import RunStore, RunWriter, pid_alive, read_run
 

@@ -36,7 +36,7 @@ def tiny(*overrides: str, method: str = "finetune", steps: int = 20):
     return load_preset("demo", [*base, *overrides])
 
 
-def assert_resume_exact(cfg, tmp_path: Path, stop_at: int):  # noqa: ANN001, ANN201
+def assert_resume_exact(cfg, tmp_path: Path, stop_at: int):
     """Run `cfg` whole, and again stopped at `stop_at` then resumed: the accuracy matrices must be equal."""
     import numpy as np
 

@@ -52,11 +52,11 @@ def test_cosine_from_lr_to_lr_min_each_phase() -> None:
 
 
 OPTIMIZERS = {
-    "sgd": (dict(momentum=0.9, nesterov=True, weight_decay=1e-4), torch.optim.SGD,
+    "sgd": ({"momentum": 0.9, "nesterov": True, "weight_decay": 1e-4}, torch.optim.SGD,
             {"momentum": 0.9, "nesterov": True, "weight_decay": 1e-4}),
-    "adam": (dict(adam_beta1=0.8, eps=1e-6), torch.optim.Adam, {"betas": (0.8, 0.999), "eps": 1e-6}),
-    "adamw": (dict(weight_decay=0.05), torch.optim.AdamW, {"weight_decay": 0.05}),
-    "rmsprop": (dict(rmsprop_alpha=0.9, momentum=0.5), torch.optim.RMSprop, {"alpha": 0.9, "momentum": 0.5}),
+    "adam": ({"adam_beta1": 0.8, "eps": 1e-6}, torch.optim.Adam, {"betas": (0.8, 0.999), "eps": 1e-6}),
+    "adamw": ({"weight_decay": 0.05}, torch.optim.AdamW, {"weight_decay": 0.05}),
+    "rmsprop": ({"rmsprop_alpha": 0.9, "momentum": 0.5}, torch.optim.RMSprop, {"alpha": 0.9, "momentum": 0.5}),
 }
 
 

@@ -48,7 +48,7 @@ def test_state_round_trip_restores_every_stream_and_leaves_new_ones_fresh() -> N
         Streams(2).load_state_dict(state)
 
 
-def _run(cfg, inject: Callable[[Method], None] | None, monkeypatch: pytest.MonkeyPatch):  # noqa: ANN001, ANN202
+def _run(cfg, inject: Callable[[Method], None] | None, monkeypatch: pytest.MonkeyPatch):
     """Train `cfg` in memory; `inject(method)` runs after every optimizer step. Returns (weights, acc)."""
     with monkeypatch.context() as m:
         if inject is not None:
@@ -64,7 +64,7 @@ def _run(cfg, inject: Callable[[Method], None] | None, monkeypatch: pytest.Monke
     return {k: v.clone() for k, v in trainer.model.state_dict().items()}, trainer.acc.copy()
 
 
-def _same(a, b) -> bool:  # noqa: ANN001
+def _same(a, b) -> bool:
     return all(torch.equal(a[0][k], b[0][k]) for k in a[0]) and np.array_equal(a[1], b[1], equal_nan=True)
 
 
