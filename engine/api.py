@@ -26,13 +26,14 @@ from engine.catalog import load_all
 from engine.checkpoint import load_checkpoint
 from engine.config import RunConfig, config_from_dict, config_to_dict
 from engine.data.paths import resolve_data_dir
+from engine.data.split import hold_out_validation
 from engine.env import environment, resolve_device
 from engine.errors import RunStoreError
 from engine.loop import Trainer
 from engine.methods.base import MethodContext
 from engine.models.base import build_model
 from engine.registry import BENCHMARKS, METHODS
-from engine.rng import seed_everything
+from engine.rng import Streams, seed_everything
 from engine.store import RunStore, RunWriter, pid_alive, read_run
 
 
@@ -54,9 +55,13 @@ def build_trainer(cfg: RunConfig, data_dir: Path, emit: Callable[[Any], None], r
     if cfg.threads > 0:
         torch.set_num_threads(cfg.threads)
     seed_everything(cfg.seed)
+    streams = Streams(cfg.seed)  # the run's named random streams; the Trainer saves them
     bench: Benchmark = BENCHMARKS.get(cfg.benchmark.name).impl(cfg.benchmark.options, device, data_dir, cfg.seed)
+    tr = cfg.training
+    bench = hold_out_validation(bench, tr.val_fraction, tr.val_per_task, streams.get("split/val"), device)
     model = build_model(cfg.model.name, cfg.model.options, bench.spec).to(device)
-    ctx = MethodContext(model=model, benchmark=bench, device=device, training=cfg.training, seed=cfg.seed)
+    ctx = MethodContext(model=model, benchmark=bench, device=device, training=cfg.training, seed=cfg.seed,
+                        streams=streams)
     method = METHODS.get(cfg.method.name).impl(cfg.method.options, ctx)
     return Trainer(cfg, bench, model, method, device, emit, run_dir, checkpoint_extras), device
 

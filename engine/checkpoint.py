@@ -1,7 +1,8 @@
 """Checkpoint files: one explicit dict, written atomically (temp file + rename).
 
 Contents (format 2): format_version, config, loop (phase, step_in_phase, global_step, elapsed,
-acc, acc_initial, phase_seconds), model, method, optimizer, samplers, mix_gen, rng, analyses
+acc, acc_initial, phase_seconds, phase_done, tracker), model, method, optimizer, samplers, streams (every named
+random stream), rng (the global RNGs), analyses
 (each observer's state), store (the run store's row count per series, added by engine/api.py).
 Format 1 kept the store's counts as a (curves, scalars) tuple inside `loop`; it is not resumable.
 """

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import json
+import math
 import sys
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -29,23 +30,84 @@ FORMAT_VERSION = 1
 
 @dataclass(frozen=True)
 class TrainingConfig:
+    """Optimisation and the shape of each phase: its length, stop rules, validation, LR schedule, optimizer.
+
+    Phase length: `steps_per_task` optimizer steps, or `epochs_per_task` epochs when that is > 0. An
+    epoch of a phase is ceil(N / batch_size) steps, N = the training samples of the phase's tasks
+    together (after the validation hold-out); the samplers run on across epoch ends, so when the batch
+    size does not divide N an epoch's last batch already starts the next sweep. Stop rules are checked
+    at every epoch end (and the train-accuracy rule only there); the validation accuracy also at the
+    phase's last step. See engine/phases.py.
+    """
+
     steps_per_task: int = opt(1000, "optimizer steps per task (n_iter); multitask runs this × num_tasks")
+    epochs_per_task: int = opt(0, "phase length in epochs of the phase's training set instead of steps; 0 = use steps_per_task")
+    max_steps_per_phase: int = opt(0, "stop rule: end a phase after this many steps whatever its length; 0 = off")
+    stop_train_acc: float = opt(0.0, "stop rule: end a phase at the first epoch whose train accuracy (%, over all of that epoch's batches) is >= this; 0 = off")
+    val_fraction: float = opt(0.0, "hold out this fraction of each task's training set for validation (rounded up); 0 = no validation")
+    val_per_task: int = opt(0, "hold out this many samples of each task's training set for validation; 0 = use val_fraction")
+    early_stop_patience: int = opt(0, "stop rule: end a phase after this many epochs without a better validation accuracy; 0 = off (needs validation)")
+    restore_best: bool = opt(False, "at a phase's end, restore the weights of its best validation accuracy (needs validation)")
     batch_size: int = opt(128, "training batch size")
-    optimizer: Literal["adam", "sgd"] = opt("adam", "optimizer")
-    lr: float = opt(1e-3, "learning rate")
-    adam_beta1: float = opt(0.9, "Adam β1")
-    adam_beta2: float = opt(0.999, "Adam β2")
-    momentum: float = opt(0.0, "SGD momentum")
-    weight_decay: float = opt(0.0, "L2 weight decay inside the optimizer")
+    optimizer: Literal["adam", "adamw", "sgd", "rmsprop"] = opt("adam", "optimizer: adam, adamw (decoupled weight decay), sgd, rmsprop")
+    lr: float = opt(1e-3, "base learning rate (> 0)")
+    lr_schedule: Literal["constant", "step", "cosine"] = opt("constant", "LR within each phase: constant; step = ×lr_gamma at each milestone; cosine = from lr down to lr_min. Every phase restarts it")
+    lr_gamma: float = opt(0.1, "step schedule: factor applied at each milestone (0 < γ <= 1)")
+    lr_milestones: list[float] = opt([], "step schedule: milestones as fractions of each phase's length, e.g. [0.5, 0.75]")
+    lr_milestone_epochs: list[int] = opt([], "step schedule: milestones as epochs into each phase, e.g. [60, 120, 160]")
+    lr_min: float = opt(0.0, "cosine schedule: learning rate at the phase's end (>= 0, < lr)")
+    adam_beta1: float = opt(0.9, "Adam/AdamW β1")
+    adam_beta2: float = opt(0.999, "Adam/AdamW β2")
+    eps: float = opt(1e-8, "Adam/AdamW/RMSprop ε added to the denominator")
+    momentum: float = opt(0.0, "SGD/RMSprop momentum")
+    nesterov: bool = opt(False, "SGD: Nesterov momentum (needs momentum > 0)")
+    rmsprop_alpha: float = opt(0.99, "RMSprop smoothing constant α")
+    weight_decay: float = opt(0.0, "weight decay inside the optimizer (L2 for sgd/adam/rmsprop, decoupled for adamw)")
     reset_optimizer: bool = opt(True, "create a fresh optimizer at every task (the reference behaviour)")
     clip_grad_norm: float = opt(-1.0, "global L2 gradient-norm clip; -1 = off")
     log_every: int = opt(10, "record training scalars every N steps")
 
     def __post_init__(self) -> None:
+        def finite(*names: str) -> None:
+            for n in names:
+                if not math.isfinite(getattr(self, n)):
+                    raise ValueError(f"{n} must be a finite number")
+
+        finite("lr", "lr_gamma", "lr_min", "adam_beta1", "adam_beta2", "eps", "momentum", "rmsprop_alpha",
+               "weight_decay", "clip_grad_norm", "stop_train_acc", "val_fraction")
         if self.steps_per_task < 1 or self.batch_size < 1 or self.log_every < 1:
             raise ValueError("steps_per_task, batch_size and log_every must be positive")
+        if self.epochs_per_task < 0 or self.max_steps_per_phase < 0 or self.early_stop_patience < 0:
+            raise ValueError("epochs_per_task, max_steps_per_phase and early_stop_patience must be >= 0 (0 = off)")
         if self.lr <= 0:
             raise ValueError("lr must be positive")
+        if not 0 <= self.stop_train_acc <= 100:
+            raise ValueError("stop_train_acc is a percentage: 0 (off) to 100")
+        if not 0 <= self.val_fraction < 1 or self.val_per_task < 0:
+            raise ValueError("val_fraction must be in [0, 1) and val_per_task >= 0")
+        if self.val_fraction > 0 and self.val_per_task > 0:
+            raise ValueError("set val_fraction or val_per_task, not both")
+        validation = self.val_fraction > 0 or self.val_per_task > 0
+        if (self.early_stop_patience > 0 or self.restore_best) and not validation:
+            raise ValueError("early_stop_patience and restore_best need a validation split (val_fraction or val_per_task)")
+        if not 0 < self.lr_gamma <= 1:
+            raise ValueError("lr_gamma must be in (0, 1]")
+        if any(not 0 < f < 1 for f in self.lr_milestones) or any(e < 1 for e in self.lr_milestone_epochs):
+            raise ValueError("lr_milestones are fractions strictly between 0 and 1; lr_milestone_epochs are >= 1")
+        if self.lr_milestones and self.lr_milestone_epochs:
+            raise ValueError("set lr_milestones or lr_milestone_epochs, not both")
+        if self.lr_schedule == "step" and not (self.lr_milestones or self.lr_milestone_epochs):
+            raise ValueError("lr_schedule = 'step' needs lr_milestones or lr_milestone_epochs")
+        if self.lr_schedule != "step" and (self.lr_milestones or self.lr_milestone_epochs):
+            raise ValueError("lr_milestones/lr_milestone_epochs only apply to lr_schedule = 'step'")
+        if not 0 <= self.lr_min < self.lr:
+            raise ValueError("lr_min must be >= 0 and below lr")
+        if not (0 <= self.adam_beta1 < 1 and 0 <= self.adam_beta2 < 1) or self.eps <= 0:
+            raise ValueError("adam_beta1 and adam_beta2 must be in [0, 1) and eps > 0")
+        if self.momentum < 0 or self.weight_decay < 0 or not 0 <= self.rmsprop_alpha <= 1:
+            raise ValueError("momentum and weight_decay must be >= 0, rmsprop_alpha in [0, 1]")
+        if self.nesterov and (self.optimizer != "sgd" or self.momentum <= 0):
+            raise ValueError("nesterov needs optimizer = 'sgd' and momentum > 0")
 
 
 @dataclass(frozen=True)

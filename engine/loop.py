@@ -1,18 +1,21 @@
 """The one training loop: phases, steps, evaluation, checkpoints and events.
 
 Methods plug in through the hooks of engine.methods.base.Method; this file never asks which
-method it runs. Observers (engine/analyses) are called at three places: after each step, at curve
-points, at each phase's end; they only read, and their time is not training time. What the run
-records is declared up front (`declarations()`: the loop's training scalars, the method's and the
-analyses' series); writing anything else is an error. The loop's whole state (counters, optimizer,
-samplers, RNGs, accuracy so far, observers) is in `state_dict()`, so a run can be checkpointed at
-any step and resumed bit for bit.
+method it runs. A phase's length, epochs and stop rules come from engine/phases.py, its learning
+rate from engine/schedules.py, its optimizer from engine/optim.py. Observers (engine/analyses) are
+called at three places: after each step, at curve points, at each phase's end; they only read, and
+their time is not training time. What the run records is declared up front (`declarations()`: the
+loop's training scalars, the method's and the analyses' series); writing anything else is an error.
+The loop's whole state (counters, optimizer, samplers, named random streams, global RNGs, stop-rule
+state, observers, accuracy so far) is in `state_dict()`, so a run can be checkpointed at any step
+and resumed bit for bit.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -31,8 +34,17 @@ from engine.data.sampler import EpochSampler
 from engine.methods.base import Method
 from engine.metrics import summary
 from engine.models.base import CLModel
+from engine.optim import make_optimizer
+from engine.phases import (
+    PhasePlan,
+    PhaseTracker,
+    plan_phases,
+    restore_weights,
+    snapshot_weights,
+)
 from engine.registry import ANALYSES
 from engine.rng import rng_state, set_rng_state
+from engine.schedules import make_schedule
 from engine.series import TRAINING_SERIES, SeriesError, SeriesSet, SeriesSpec
 
 
@@ -46,10 +58,16 @@ class Trainer:
         # What the caller stores beside the loop's state in each checkpoint (api.py: the store's row counts).
         self.checkpoint_extras = checkpoint_extras or dict
         tr = cfg.training
-        self.schedule = method.schedule(bench.num_tasks, tr.steps_per_task)
-        # Independent, seeded streams: batch order per task, and the task mix of multitask batches.
-        self.samplers = [EpochSampler(t.size("train"), cfg.seed * 1009 + i, device) for i, t in enumerate(bench.tasks)]
-        self.mix_gen = torch.Generator().manual_seed(cfg.seed * 1009 + 997)
+        # One Streams object per run, made in api.build_trainer and shared with the method's context.
+        self.streams = method.ctx.streams
+        self.plan: list[PhasePlan] = plan_phases(method.schedule(bench.num_tasks, tr.steps_per_task), tr,
+                                                 [t.size("train") for t in bench.tasks])
+        self.lr_schedule = make_schedule(tr, [p.steps_per_epoch for p in self.plan])
+        self.tracker = PhaseTracker(tr, device)
+        # Named streams: batch order per task ("sampler/<task>"), the task mix of mixed batches ("mix").
+        self.samplers = [EpochSampler(t.size("train"), self.streams.get(f"sampler/{i}"), device)
+                         for i, t in enumerate(bench.tasks)]
+        self.mix_gen = self.streams.get("mix")
         load_all()
         octx = ObserverContext(model, bench, method, device, cfg.seed, cfg.evaluation.batch_size,
                                self.phase_tasks, self.phase_steps)
@@ -58,10 +76,11 @@ class Trainer:
         self.series = SeriesSet(TRAINING_SERIES)
         self.series.add(method.declare_series(), source="method")
         self.series.add(self.observers.declarations())
-        n_phases, n_tasks = len(self.schedule), bench.num_tasks
+        n_phases, n_tasks = len(self.plan), bench.num_tasks
         self.phase = 0
         self.step_in_phase = 0
         self.phase_started = False
+        self.phase_done = False  # set by the last planned step or a stop rule
         self.global_step = 0
         self.elapsed = 0.0
         self.acc = np.full((n_phases, n_tasks), np.nan)
@@ -73,22 +92,19 @@ class Trainer:
     # -- pieces -------------------------------------------------------------------------------
     @property
     def phase_tasks(self) -> list[list[int]]:
-        return [tasks for tasks, _ in self.schedule]
+        return [p.tasks for p in self.plan]
 
     @property
     def phase_steps(self) -> list[int]:
-        return [steps for _, steps in self.schedule]
+        """Planned steps per phase (stop rules may end a phase earlier)."""
+        return [p.steps for p in self.plan]
 
-    def lr_at(self, step: int) -> float:
-        """Learning rate as a pure function of the step (constant for now), so resuming needs only the step."""
-        return self.cfg.training.lr
+    def lr_at(self, phase: int, step_in_phase: int) -> float:
+        """Learning rate of a step: a pure function of (phase, step in phase, phase length), so resuming needs only the counters."""
+        return self.lr_schedule(phase, step_in_phase, self.plan[phase].steps)
 
     def make_optimizer(self) -> torch.optim.Optimizer:
-        tr = self.cfg.training
-        params = self.method.trainable_parameters()
-        if tr.optimizer == "adam":
-            return torch.optim.Adam(params, lr=tr.lr, betas=(tr.adam_beta1, tr.adam_beta2), weight_decay=tr.weight_decay)
-        return torch.optim.SGD(params, lr=tr.lr, momentum=tr.momentum, weight_decay=tr.weight_decay)
+        return make_optimizer(self.method.trainable_parameters(), self.cfg.training)
 
     def batch_groups(self, tasks: list[int], size: int) -> list[tuple[int, Batch]]:
         """One group per task present in the batch; a mixed batch draws each slot's task uniformly."""
@@ -99,12 +115,16 @@ class Trainer:
         counts = torch.bincount(slots, minlength=len(tasks)).tolist()
         return [(t, self.bench.tasks[t].get("train", self.samplers[t].next(c))) for t, c in zip(tasks, counts) if c]
 
-    def evaluate(self, task: int, idx: Tensor | None = None) -> float:
-        """Accuracy (%) of task `task` on its test set (or the given test indices), using its own head."""
+    def evaluate(self, task: int, idx: Tensor | None = None, split: str = "test") -> float:
+        """Accuracy (%) of task `task` on a split (test, or val when held out), or the given indices of it, on its own head."""
         self.model.eval()
-        acc = accuracy(self.method, self.bench, task, idx, self.cfg.evaluation.batch_size, self.device)
+        acc = accuracy(self.method, self.bench, task, idx, self.cfg.evaluation.batch_size, self.device, split)
         self.model.train()
         return acc
+
+    def val_accuracy(self, tasks: list[int]) -> float:
+        """Mean held-out validation accuracy (%) over `tasks` (engine/phases.py defines its use)."""
+        return sum(self.evaluate(t, split="val") for t in tasks) / len(tasks)
 
     def seen_tasks(self, phase: int) -> list[int]:
         return sorted({t for tasks in self.phase_tasks[: phase + 1] for t in tasks})
@@ -129,6 +149,7 @@ class Trainer:
             "config": config_to_dict(self.cfg),
             "loop": {
                 "phase": self.phase, "step_in_phase": self.step_in_phase, "phase_started": self.phase_started,
+                "phase_done": self.phase_done, "tracker": self.tracker.state_dict(),
                 "global_step": self.global_step, "elapsed": self.elapsed, "acc": self.acc.copy(),
                 "acc_initial": self.acc_initial.copy(), "phase_seconds": self.phase_seconds.copy(),
             },
@@ -136,8 +157,8 @@ class Trainer:
             "method": self.method.state_dict(),
             "optimizer": self.optimizer.state_dict() if self.optimizer is not None else None,
             "samplers": [s.state_dict() for s in self.samplers],
-            "mix_gen": self.mix_gen.get_state(),
-            "rng": rng_state(),
+            "streams": self.streams.state_dict(),  # every named stream: samplers, mix, fisher, coresets, ...
+            "rng": rng_state(),  # the global RNGs: model re-inits, masks, dropout ("training")
             "analyses": self.observers.state_dict(),
         }
 
@@ -145,6 +166,8 @@ class Trainer:
         loop = state["loop"]
         self.phase, self.step_in_phase = loop["phase"], loop["step_in_phase"]
         self.phase_started, self.global_step, self.elapsed = loop["phase_started"], loop["global_step"], loop["elapsed"]
+        self.phase_done = loop["phase_done"]
+        self.tracker.load_state_dict(loop["tracker"])
         self.acc, self.acc_initial = loop["acc"].copy(), loop["acc_initial"].copy()
         self.phase_seconds = loop["phase_seconds"].copy()
         self.model.load_state_dict(state["model"])
@@ -154,7 +177,7 @@ class Trainer:
             self.optimizer.load_state_dict(state["optimizer"])
         for s, st in zip(self.samplers, state["samplers"]):
             s.load_state_dict(st)
-        self.mix_gen.set_state(state["mix_gen"])
+        self.streams.load_state_dict(state["streams"])
         set_rng_state(state["rng"])
         self.observers.load_state_dict(state["analyses"])
 
@@ -180,28 +203,31 @@ class Trainer:
         if self.global_step == 0 and not self.phase_started and self.phase == 0 and cfg.evaluation.initial:
             self.acc_initial = np.array([self.evaluate(t) for t in range(self.bench.num_tasks)])
             self.emit(ev.InitialEvaluated(self.acc_initial.tolist()))
-        for phase in range(self.phase, len(self.schedule)):
-            tasks, steps = self.schedule[phase]
+        for phase in range(self.phase, len(self.plan)):
+            plan = self.plan[phase]
+            tasks, steps = plan.tasks, plan.steps
             if not self.phase_started:
                 self.emit(ev.PhaseStarted(phase, tasks, steps, self.global_step))
                 self.method.before_phase(phase, tasks)
                 if self.optimizer is None or tr.reset_optimizer:
                     self.optimizer = self.make_optimizer()
-                self.phase_started = True
+                self.tracker.reset()
+                self.phase_started, self.phase_done = True, False
             opt = self.optimizer
             assert opt is not None
             self.method.optimizer = opt  # methods may read (never step) it, e.g. SI's step prediction
             params = [p for g in opt.param_groups for p in g["params"]]
             t_phase, t_log, steps_at_log = time.perf_counter(), time.perf_counter(), self.global_step
-            while self.step_in_phase < steps:
+            while not self.phase_done:
                 if self.stop_requested or (stop_at_step is not None and self.global_step >= stop_at_step):
                     self._account(phase, t_phase)
                     path = self.checkpoint() if cfg.checkpoint.on_interrupt else None
                     self.emit(ev.RunInterrupted(self.global_step, path))
                     return "interrupted"
                 # 1. forward each task's share of the batch; task loss = summed CE / batch size
+                lr = self.lr_at(phase, self.step_in_phase)
                 for g in opt.param_groups:
-                    g["lr"] = self.lr_at(self.global_step)
+                    g["lr"] = lr
                 opt.zero_grad(set_to_none=True)
                 groups = self.batch_groups(tasks, tr.batch_size)
                 task_loss = torch.zeros((), device=self.device)
@@ -225,11 +251,18 @@ class Trainer:
                 self.method.after_step(phase, tasks)
                 self.step_in_phase += 1
                 self.global_step += 1
-                # 4. bookkeeping: observers, scalars, curves, step checkpoints. Observer time is moved
+                # 4. stop rules at each epoch end and the last planned step (engine/phases.py)
+                self.tracker.add_batch(correct, tr.batch_size)
+                epoch_end = self.step_in_phase % plan.steps_per_epoch == 0
+                if epoch_end or self.step_in_phase >= steps:
+                    stop = self.tracker.check(epoch_end, partial(self.val_accuracy, tasks),
+                                              partial(snapshot_weights, self.method))
+                    self.phase_done = stop or self.step_in_phase >= steps
+                # 5. bookkeeping: observers, scalars, curves, step checkpoints. Observer time is moved
                 #    out of the phase's training time and the logged rate.
                 dt = self.observers.on_step(self.global_step, phase, tasks)
                 t_phase, t_log = t_phase + dt, t_log + dt
-                if self.global_step % tr.log_every == 0 or self.step_in_phase == steps:
+                if self.global_step % tr.log_every == 0 or self.phase_done:
                     now = time.perf_counter()
                     rate = (self.global_step - steps_at_log) / max(now - t_log, 1e-9)
                     t_log, steps_at_log = now, self.global_step
@@ -241,22 +274,26 @@ class Trainer:
                     self.emit(ev.StepLogged(self.global_step, phase, {
                         "loss": tl + pen, "task_loss": tl, "penalty": pen,
                         "train_acc": float(correct) * 100.0 / tr.batch_size, "grad_norm": float(grad_norm),
-                        "lr": self.lr_at(self.global_step), **self._method_values(diagnostics, "log")}, rate))
-                dt = self.observers.on_curve_point(self.global_step, phase, self.step_in_phase == steps)
+                        "lr": lr, **self._method_values(diagnostics, "log")}, rate))
+                dt = self.observers.on_curve_point(self.global_step, phase, self.phase_done)
                 t_phase, t_log = t_phase + dt, t_log + dt
                 if cfg.checkpoint.every_steps and self.global_step % cfg.checkpoint.every_steps == 0 \
-                        and self.step_in_phase < steps:
+                        and not self.phase_done:
                     t_phase = self._account(phase, t_phase)
                     self.checkpoint()
+            # 6. end of phase: the best validation weights if asked, the method's consolidation
+            #    (Fisher, Ω, coresets) at the kept weights, then test every task
+            if self.tracker.best is not None:
+                restore_weights(self.method, self.tracker.best)
+                self.tracker.best = None
             self._account(phase, t_phase)
-            # 5. end of phase: the method's consolidation (Fisher, Ω, coresets), then test every task
             self.method.after_phase(phase, tasks)
             self.acc[phase] = [self.evaluate(t) for t in range(self.bench.num_tasks)]
             self.emit(ev.PhaseEvaluated(phase, self.acc[phase].tolist(), float(self.phase_seconds[phase])))
             for name, value in self._method_values(self.method.phase_diagnostics(phase, tasks), "phase").items():
                 self.emit(ev.SeriesPoint(name, self.global_step, value))
             self.observers.on_phase_end(self.global_step, phase)
-            self.phase, self.step_in_phase, self.phase_started = phase + 1, 0, False
+            self.phase, self.step_in_phase, self.phase_started, self.phase_done = phase + 1, 0, False, False
             if cfg.checkpoint.every_task:
                 self.checkpoint()
         self.emit(ev.RunFinished(self.metrics(), self.elapsed))

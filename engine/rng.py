@@ -48,3 +48,38 @@ def stream_seed(seed: int, name: str) -> int:
 def stream_generator(seed: int, name: str) -> torch.Generator:
     """A CPU torch.Generator for the named stream (draw on the CPU, then move indices to the device)."""
     return torch.Generator().manual_seed(stream_seed(seed, name))
+
+
+class Streams:
+    """The run's named random streams: one CPU torch.Generator per component name, made on first use.
+
+    Owned by the Trainer (one object per run, shared with the method through MethodContext) and
+    saved whole in the checkpoint. Names in use: "sampler/<task index>" (batch order), "mix" (task of
+    each slot of a mixed batch), "split/val" (the validation hold-out), "fisher" (EWC's sample),
+    "coresets/select" and "coresets/replay", "hnet/reg_subset"; analyses use "analysis/<name>".
+    The global RNGs stay for what a reference fixes (model init, masks) and for dropout ("training").
+    """
+
+    def __init__(self, seed: int) -> None:
+        self.seed = seed
+        self._gens: dict[str, torch.Generator] = {}
+
+    def get(self, name: str) -> torch.Generator:
+        """The generator of stream `name` (created from (seed, name) the first time it is asked for)."""
+        gen = self._gens.get(name)
+        if gen is None:
+            gen = self._gens[name] = stream_generator(self.seed, name)
+        return gen
+
+    def names(self) -> list[str]:
+        return sorted(self._gens)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"seed": self.seed, "streams": {name: g.get_state() for name, g in self._gens.items()}}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore every saved stream; a stream not in `state` had not been used yet and starts fresh."""
+        if state["seed"] != self.seed:
+            raise ValueError(f"random streams were saved for seed {state['seed']}, not {self.seed}")
+        for name, st in state["streams"].items():
+            self.get(name).set_state(st)

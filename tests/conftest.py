@@ -73,4 +73,45 @@ def assert_resume_exact(cfg, tmp_path: Path, stop_at: int):  # noqa: ANN001, ANN
     assert resumed.status == "finished", resumed.error
     assert np.array_equal(resumed.acc, full.acc, equal_nan=True)
     assert_same_series(full.run_dir, resumed.run_dir)
+    assert_same_final_state(full.run_dir, resumed.run_dir)
     return full, resumed
+
+
+def assert_same_state(a: object, b: object, path: str = "state") -> None:
+    """Two checkpoint (sub)trees are equal exactly: tensors by torch.equal, floats including NaN."""
+    import math
+
+    import numpy as np
+    import torch
+
+    if isinstance(a, torch.Tensor):
+        assert isinstance(b, torch.Tensor) and a.dtype == b.dtype and torch.equal(a, b), path
+    elif isinstance(a, dict):
+        assert isinstance(b, dict) and set(a) == set(b), f"{path}: keys {sorted(map(str, a))} != {sorted(map(str, b))}"
+        for k in a:
+            assert_same_state(a[k], b[k], f"{path}.{k}")
+    elif isinstance(a, (list, tuple)):
+        assert isinstance(b, (list, tuple)) and len(a) == len(b), path
+        for i, (x, y) in enumerate(zip(a, b)):
+            assert_same_state(x, y, f"{path}[{i}]")
+    elif isinstance(a, np.ndarray):
+        assert np.array_equal(a, b, equal_nan=True), path
+    elif isinstance(a, float) and math.isnan(a):
+        assert isinstance(b, float) and math.isnan(b), path
+    else:
+        assert a == b, f"{path}: {a!r} != {b!r}"
+
+
+def assert_same_final_state(full_dir: Path, resumed_dir: Path) -> None:
+    """The last checkpoints of two runs hold the same weights, optimizer, method state and random streams.
+
+    Only when both runs wrote one at the end (checkpoint.every_task); 'loop' differs in timings only.
+    """
+    from engine.checkpoint import CHECKPOINT, load_checkpoint
+
+    if not ((full_dir / CHECKPOINT).is_file() and (resumed_dir / CHECKPOINT).is_file()):
+        return
+    a, b = load_checkpoint(full_dir), load_checkpoint(resumed_dir)
+    for key in ("model", "optimizer", "method", "samplers", "streams", "rng"):
+        if key in a or key in b:
+            assert_same_state(a.get(key), b.get(key), key)

@@ -10,13 +10,14 @@ import pytest
 import torch
 from torch import Tensor
 
-from engine import api
 from engine.api import build_trainer
 from engine.benchmarks.base import Batch, Benchmark, InputSpec
 from engine.config import TrainingConfig, load_config
 from engine.methods.base import MethodContext
 from engine.methods.ewc import Ewc, EwcOptions
 from engine.models.base import CLModel
+from engine.rng import stream_generator
+from tests.conftest import assert_resume_exact
 
 torch.set_num_threads(1)
 
@@ -80,12 +81,13 @@ def test_fisher_equals_hand_computation_on_two_parameter_model(impl: str) -> Non
     assert m.fisher_impl_used == impl
 
 
-def test_fisher_uses_first_n_of_a_fresh_shuffle_from_global_torch_rng() -> None:
+def test_fisher_uses_first_n_of_a_fresh_shuffle_from_its_own_stream() -> None:
     m = toy_ewc(2, n_fisher=3)
-    torch.manual_seed(11)
+    torch.manual_seed(12)
     f = m.compute_fisher(0)["w"]
-    torch.manual_seed(11)
-    idx = torch.randperm(7)[:3].numpy()
+    idx = torch.randperm(7, generator=stream_generator(0, "fisher"))[:3].numpy()
+    torch.manual_seed(12)
+    assert sorted(torch.randperm(7)[:3].tolist()) != sorted(idx.tolist())  # the global RNG would pick others
     x, y = toy_data(m, 0)
     expected = hand_fisher(m.model.w.detach().double().numpy(), x[idx], y[idx])
     np.testing.assert_allclose(f.double().numpy(), expected, rtol=1e-5, atol=1e-9)
@@ -153,22 +155,13 @@ def test_vmap_and_loop_give_the_same_fisher_on_the_mlp() -> None:
     fishers = {}
     for impl in ("loop", "vmap"):
         m.opts = EwcOptions(n_fisher=40, fisher_impl=impl, fisher_chunk=16)
-        torch.manual_seed(1)
+        m.ctx.generator("fisher").manual_seed(1)  # the same sample for both
         fishers[impl] = m.compute_fisher(1)
         assert m.fisher_impl_used == impl
     assert trainer.model.training  # the Fisher runs in eval mode and restores the mode
     for name, f in fishers["loop"].items():
         assert (f >= 0).all()
         torch.testing.assert_close(fishers["vmap"][name], f, rtol=1e-4, atol=1e-9)
-
-
-def assert_resume_exact(cfg, tmp_path: Path, stop_at: int) -> None:
-    full = api.run(cfg, tmp_path / "full")
-    part = api.run(cfg, tmp_path / "part", stop_at_step=stop_at)
-    assert full.status == "finished" and part.status == "interrupted"
-    resumed = api.resume(part.run_id, tmp_path / "part")
-    assert resumed.status == "finished", resumed.error
-    assert np.array_equal(resumed.acc, full.acc)
 
 
 @pytest.mark.parametrize("stop_at", [20, 27], ids=["task-boundary", "mid-task"])

@@ -10,7 +10,7 @@ import pytest
 from engine import api
 from engine.errors import RunStoreError
 from engine.store import read_run
-from tests.conftest import assert_same_series, tiny
+from tests.conftest import assert_same_final_state, assert_same_series, tiny
 
 
 @pytest.mark.parametrize("method", ["finetune", "multitask", "scratch"])
@@ -25,6 +25,7 @@ def test_resume_equals_uninterrupted(tmp_path: Path, method: str, stop: int) -> 
     assert resumed.status == "finished"
     assert np.array_equal(resumed.acc, full.acc, equal_nan=True)
     assert resumed.metrics == full.metrics
+    assert_same_final_state(full.run_dir, resumed.run_dir)  # weights, optimizer, method, streams too
     # Every stored series is the same too: no duplicate rows from the abandoned continuation.
     assert_same_series(full.run_dir, resumed.run_dir)
     assert read_run(resumed.run_dir).curve_steps.size > 0

@@ -37,17 +37,17 @@ from engine.series import SeriesError, SeriesSet, SeriesSpec
 
 @torch.no_grad()
 def accuracy(method: Method, bench: Benchmark, task: int, idx: Tensor | None, batch_size: int,
-             device: torch.device) -> float:
-    """Accuracy (%) of task `task` on its test set (or the given test indices), using its own head.
+             device: torch.device, split: str = "test") -> float:
+    """Accuracy (%) of task `task` on a split (its test set by default), or the given indices of it, on its own head.
 
     Leaves the model's train/eval mode to the caller.
     """
     data = bench.tasks[task]
     if idx is None:
-        idx = torch.arange(data.size("test"), device=device)
+        idx = torch.arange(data.size(split), device=device)
     correct = torch.zeros((), device=device)
     for chunk in torch.split(idx, batch_size):
-        b = data.get("test", chunk)
+        b = data.get(split, chunk)
         correct += (method.head_logits(b.x, b.lengths, task).argmax(1) == b.y).sum()
     return float(correct) * 100.0 / max(1, idx.numel())
 

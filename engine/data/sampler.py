@@ -1,7 +1,8 @@
 """Batch sampling by index: each task's training set is swept in a shuffled order, reshuffled every epoch.
 
 No DataLoader and no per-sample Python: a batch is a slice of a permutation, used to index the
-tensors already on the device. The state (permutation, cursor, generator) is part of checkpoints.
+tensors already on the device. The permutation and cursor are part of checkpoints; the generator is
+the run's named stream "sampler/<task>", which the loop's `Streams` saves with every other stream.
 """
 
 from __future__ import annotations
@@ -15,10 +16,10 @@ from torch import Tensor
 class EpochSampler:
     """Without replacement inside an epoch; a batch crossing the epoch end continues in a new order."""
 
-    def __init__(self, n: int, seed: int, device: torch.device) -> None:
+    def __init__(self, n: int, gen: torch.Generator, device: torch.device) -> None:
         self.n = n
         self.device = device
-        self.gen = torch.Generator().manual_seed(seed)
+        self.gen = gen
         self.perm = torch.randperm(n, generator=self.gen)
         self.cursor = 0
 
@@ -41,9 +42,8 @@ class EpochSampler:
         self.cursor = 0
 
     def state_dict(self) -> dict[str, Any]:
-        return {"perm": self.perm.clone(), "cursor": self.cursor, "gen": self.gen.get_state()}
+        return {"perm": self.perm.clone(), "cursor": self.cursor}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.perm = state["perm"].clone()
         self.cursor = int(state["cursor"])
-        self.gen.set_state(state["gen"])

@@ -18,7 +18,7 @@ A key nobody declared fails the run with a SeriesError naming it.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -27,18 +27,29 @@ from torch import Tensor
 from engine.benchmarks.base import Benchmark
 from engine.config import TrainingConfig
 from engine.models.base import CLModel
+from engine.rng import Streams
 from engine.series import SeriesSpec
 
 
 @dataclass
 class MethodContext:
-    """What a method may use: the model, the data, the device and the training settings."""
+    """What a method may use: the model, the data, the device, the training settings and its random streams."""
 
     model: CLModel
     benchmark: Benchmark
     device: torch.device
     training: TrainingConfig
     seed: int
+    streams: Streams = field(default=None)  # type: ignore[assignment]  # None → the run's own, made from `seed`
+    """The run's named random streams (the loop saves them in the checkpoint); draw via `generator(name)`."""
+
+    def __post_init__(self) -> None:
+        if self.streams is None:
+            self.streams = Streams(self.seed)
+
+    def generator(self, name: str) -> torch.Generator:
+        """The CPU generator of the named stream, e.g. "fisher": draws there never shift another component's."""
+        return self.streams.get(name)
 
 
 class Method:

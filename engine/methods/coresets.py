@@ -1,7 +1,7 @@
 """Coresets with distillation (reference §4.7): replay a few stored samples of each old task, matched to soft targets.
 
 * Selection: after each task, `coreset_size` training samples of it, the first indices of a fresh
-  shuffle (torch.randperm on the global torch RNG, which the checkpoint carries). Only indices are
+  shuffle (torch.randperm on the "coresets/select" stream; replay draws use "coresets/replay"). Only indices are
   stored; samples are read back with `task.get("train", idx)`.
 * Teacher: at the start of every task after the first, a frozen deep copy of the network
   (θ_old = the weights after the previous task), kept in eval mode without gradients.
@@ -83,7 +83,7 @@ class Coresets(Method):
         if not old_tasks or self.old is None or self.opts.distill_reg == 0:
             return base, info
         # Split the replay batch over the old tasks in a random order; earlier ones get the remainder.
-        order = [old_tasks[i] for i in torch.randperm(len(old_tasks)).tolist()]
+        order = [old_tasks[i] for i in torch.randperm(len(old_tasks), generator=self.ctx.generator("coresets/replay")).tolist()]
         total_n = self.replay_size()
         share, rest = divmod(total_n, len(order))
         cols = self.ctx.benchmark.head_columns
@@ -93,7 +93,7 @@ class Coresets(Method):
             if n == 0:
                 continue
             pool = self.coresets[t]
-            idx = pool[torch.randint(len(pool), (n,))].to(self.ctx.device)
+            idx = pool[torch.randint(len(pool), (n,), generator=self.ctx.generator("coresets/replay"))].to(self.ctx.device)
             b = self.ctx.benchmark.tasks[t].get("train", idx)
             with torch.no_grad():
                 old_logits = self.old(b.x, b.lengths).index_select(1, cols[t])
@@ -105,8 +105,8 @@ class Coresets(Method):
         super().after_phase(phase, tasks)
         for t in tasks:
             n = self.ctx.benchmark.tasks[t].size("train")
-            # The next `coreset_size` indices of a freshly shuffled order (global torch RNG).
-            self.coresets[t] = torch.randperm(n)[: min(self.opts.coreset_size, n)].clone()
+            # The first `coreset_size` indices of a freshly shuffled order ("coresets/select" stream).
+            self.coresets[t] = torch.randperm(n, generator=self.ctx.generator("coresets/select"))[: min(self.opts.coreset_size, n)].clone()
 
     # -- state --------------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:

@@ -3,7 +3,7 @@
 After every phase but the last, the Fisher of the phase's task is estimated from single-sample
 gradients of the NLL of the TRUE label on the task's head (the model's normal read-out, i.e. the
 last unpadded step of a sequence), over the first `n_fisher` indices of a fresh shuffle of the
-task's training set (torch.randperm on the global torch RNG, which the checkpoint carries), with
+task's training set (torch.randperm on the run's "fisher" stream, which the checkpoint carries), with
 the model in eval mode: F_new = mean_n (∇ℓ_n)². Online: F ← F_new + γ·F (γ applied once per task),
 and a single anchor θ* = the weights at the end of the task. While training later tasks the
 penalty is λ·½·Σ F·(θ − θ*)², with no N/B factor, so the reference's λ values keep their meaning.
@@ -107,8 +107,8 @@ class Ewc(Method):
         o = self.opts
         n_train = self.ctx.benchmark.tasks[task].size("train")
         n = n_train if o.n_fisher < 0 else min(o.n_fisher, n_train)
-        # A fresh shuffle from the global torch RNG (checkpointed by the loop) → the first n samples.
-        idx = torch.randperm(n_train)[:n].to(self.ctx.device)
+        # A fresh shuffle from the run's "fisher" stream (checkpointed by the loop) → the first n samples.
+        idx = torch.randperm(n_train, generator=self.ctx.generator("fisher"))[:n].to(self.ctx.device)
         was_training = self.model.training
         self.model.eval()
         try:

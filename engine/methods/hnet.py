@@ -10,7 +10,7 @@ reference). Forgetting is prevented by the "fixed target" output regulariser of 
   mode, no grad) and frozen; they are part of `state_dict`, so a resumed run uses the same ones;
 * penalty = β · (1/|S|) · Σ_{j∈S} ‖h(e_j) − W*_j‖², a plain sum of squares (no ½). S is all earlier
   tasks (reg_batch_size = -1, the reference: 1/|S| = 1/t), or a random subset of reg_batch_size of
-  them per step drawn from the global torch RNG (saved in checkpoints); dividing by |S| then keeps
+  them per step drawn from the "hnet/reg_subset" stream (saved in checkpoints); dividing by |S| then keeps
   the penalty an unbiased estimate of the full 1/t average, like hypnettorch's `reg / num_regs`;
 * multi-head: the j-th term leaves out the output-layer rows (weight rows and bias entries) of the
   heads of other tasks; when every task has the same head columns (domain/class), all rows count.
@@ -147,7 +147,7 @@ class Hnet(Method):
         ids, target = self._target_ids, self.targets
         n = len(self.target_tasks)
         if 0 < self.opts.reg_batch_size < n:
-            rows = torch.randperm(n)[: self.opts.reg_batch_size].sort().values.to(self.ctx.device)  # global torch RNG
+            rows = torch.randperm(n, generator=self.ctx.generator("hnet/reg_subset"))[: self.opts.reg_batch_size].sort().values.to(self.ctx.device)
             ids, target = ids[rows], target[rows]
         sq = (self.generate(ids) - target).square()
         if self.keep is not None:

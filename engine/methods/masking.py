@@ -35,6 +35,8 @@ def draw_masks(mask_sizes: list[int], num_tasks: int, fraction_off: float, devic
     for _ in range(num_tasks):
         layers = []
         for units in mask_sizes:
+            # The global NumPy RNG, not a named stream, on purpose: cl_in_rnns draws its masks from it right
+            # after building the model, so the same seed gives the reference's masks (STYLE §13's exception).
             off = np.random.permutation(units)[: math.floor(units * fraction_off)]
             m = np.ones(units, dtype=np.float32)
             m[off] = 0.0
