@@ -9,7 +9,7 @@ Layout of `run.h5` (readable with plain h5py; documented in the README):
     environment   JSON string: versions, git commit, device, host
     status        'running' | 'finished' | 'interrupted' | 'failed'
     error         error text of a failed run ('' otherwise)
-    pid           int: process writing the run (to tell a live run from a dead one)
+    pid           int: process writing the run (what `stop` signals; liveness comes from the lock)
     progress      int [2]: steps done, total steps
     times         float [2]: unix time of the last update, training seconds so far
     acc           float [P, T]: acc[i, j] = test accuracy (%) on task j after phase i; NaN = not yet
@@ -18,6 +18,9 @@ Layout of `run.h5` (readable with plain h5py; documented in the README):
     metrics       float [len(metric_names)]: during, final, average, bwt, fwt, forgetting
     curves/step   int [N]; curves/acc float [N, T]: fixed-subset accuracy of seen tasks (NaN unseen)
     scalars/step  int [M]; scalars/values float [M, len(scalar_names)]
+
+Beside it, engine.runlock keeps `writer.lock` (held by the writing process: a 'running' run whose
+lock is free is interrupted) and `checkpoint.json` (the step of the last checkpoint).
 
 Every dataset exists from creation and only changes value or grows, which is what HDF5's
 single-writer/multiple-reader (SWMR) mode requires: a second process opens the file with
@@ -41,6 +44,7 @@ import numpy as np
 from engine import events as ev
 from engine.errors import RunStoreError, suggest
 from engine.metrics import METRIC_NAMES
+from engine.runlock import WriterLock, liveness, lock_held
 
 FORMAT_VERSION = 1
 RUN_FILE = "run.h5"
@@ -58,32 +62,13 @@ def _plain(obj: Any) -> Any:
     return str(obj)
 
 
-def _now_id() -> str:
-    return time.strftime("%Y%m%d-%H%M%S")
-
-
-def _slug(name: str) -> str:
-    return "".join(c if c.isalnum() else "-" for c in name).strip("-")
-
-
-def pid_alive(pid: int) -> bool:
-    if pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 class RunWriter:
     """Owns one run's `run.h5` for writing, in SWMR mode; also an event sink."""
 
-    def __init__(self, path: Path, file: h5py.File) -> None:
+    def __init__(self, path: Path, file: h5py.File, lock: WriterLock | None = None) -> None:
         self.path = path
         self.f = file
+        self.lock = lock  # engine.runlock: held from open to close, so readers can tell we are alive
         self._last_flush = 0.0
 
     # -- creation / reopening ------------------------------------------------------------------
@@ -91,9 +76,14 @@ class RunWriter:
     def create(cls, run_dir: Path, *, run_id: str, config: dict[str, Any], environment: dict[str, Any],
                task_names: list[str], phase_tasks: list[list[int]], phase_steps: list[int],
                group: str = "") -> RunWriter:
-        run_dir.mkdir(parents=True, exist_ok=False)
+        run_dir.mkdir(parents=True, exist_ok=True)  # usually claimed already (engine.runlock.claim_run_dir)
+        lock = WriterLock.acquire(run_dir)  # before run.h5 exists, so no reader sees an unlocked 'running'
         path = run_dir / RUN_FILE
-        f = h5py.File(path, "w", libver="latest")
+        try:
+            f = h5py.File(path, "w-", libver="latest")  # never overwrite another run's record
+        except BaseException:
+            lock.release()
+            raise
         t, p = len(task_names), len(phase_tasks)
         a = f.attrs
         a["format_version"] = FORMAT_VERSION
@@ -127,18 +117,23 @@ class RunWriter:
         f.create_dataset("scalars/step", shape=(0,), maxshape=(None,), dtype="i8", chunks=(1024,))
         f.create_dataset("scalars/values", shape=(0, k), maxshape=(None, k), dtype="f8", chunks=(1024, k))
         f.swmr_mode = True
-        return cls(path, f)
+        return cls(path, f, lock)
 
     @classmethod
     def reopen(cls, run_dir: Path, n_curves: int, n_scalars: int) -> RunWriter:
         """Reopen for resuming; drop curve/scalar rows logged after the checkpoint being resumed."""
         path = run_dir / RUN_FILE
+        lock = WriterLock.acquire(run_dir)  # RunLockedError while another process writes it
         try:
-            f = h5py.File(path, "r+", libver="latest")
-        except OSError:
-            # A writer killed mid-run leaves HDF5's "open for writing" flag set; rebuild a clean copy.
-            _rewrite_clean(path)
-            f = h5py.File(path, "r+", libver="latest")
+            try:
+                f = h5py.File(path, "r+", libver="latest")
+            except OSError:
+                # A writer killed mid-run leaves HDF5's "open for writing" flag set; rebuild a clean copy.
+                _rewrite_clean(path)
+                f = h5py.File(path, "r+", libver="latest")
+        except BaseException:
+            lock.release()
+            raise
         for name, n in (("curves", n_curves), ("scalars", n_scalars)):
             for ds in f[name].values():
                 ds.resize(min(n, ds.shape[0]), axis=0)
@@ -146,7 +141,7 @@ class RunWriter:
         f["error"][()] = ""
         f["pid"][()] = os.getpid()
         f.swmr_mode = True
-        return cls(path, f)
+        return cls(path, f, lock)
 
     # -- writing ------------------------------------------------------------------------------
     def counts(self) -> tuple[int, int]:
@@ -211,6 +206,8 @@ class RunWriter:
         if self.f.id.valid:
             self.flush(force=True)
             self.f.close()
+        if self.lock is not None:
+            self.lock.release()
 
 
 def _rewrite_clean(path: Path) -> None:
@@ -262,10 +259,11 @@ class RunRecord:
 
     @property
     def live_status(self) -> str:
-        """`status`, except that a 'running' run whose process is gone reads 'interrupted'."""
-        if self.status == "running" and not pid_alive(self.pid):
-            return "interrupted"
-        return self.status
+        """`status`, except that a 'running' run nobody writes reads 'interrupted' (engine.runlock:
+        the writer's lock, else the heartbeat `times[0]`)."""
+        if self.status != "running":
+            return self.status
+        return liveness(self.status, lock_held(self.run_dir), self.updated)
 
     def scalar(self, name: str) -> np.ndarray:
         return self.scalars[:, self.scalar_names.index(name)]
@@ -312,15 +310,6 @@ class RunStore:
 
     def __init__(self, root: Path) -> None:
         self.root = Path(root)
-
-    def new_run_dir(self, preset: str, seed: int, stamp: str | None = None) -> tuple[str, Path]:
-        """A fresh, unused run id and directory path (not created yet)."""
-        base = f"{stamp or _now_id()}-{_slug(preset)}-s{seed}"
-        run_id, n = base, 1
-        while (self.root / run_id).exists():
-            n += 1
-            run_id = f"{base}-{n}"
-        return run_id, self.root / run_id
 
     def check_writable(self) -> None:
         try:
