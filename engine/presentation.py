@@ -245,7 +245,7 @@ def resume_info(status: str, checkpoint_step: int | None, has_checkpoint: bool) 
     if status == "running":
         return ResumeInfo(False, "still running")
     if status == "finished":
-        return ResumeInfo(False, "finished; nothing to resume")
+        return ResumeInfo(False, "already finished; nothing to resume")
     if checkpoint_step is not None:
         return ResumeInfo(True, f"resumes from step {checkpoint_step}")
     if has_checkpoint:

@@ -102,7 +102,7 @@ async def test_running_run_is_not_deleted(make_app, runs_dir: Path) -> None:  # 
         assert isinstance(app.screen, RunsScreen) and (runs_dir / "live").is_dir()
 
 
-async def test_resume_interrupted_run_via_launcher(make_app, runs_dir: Path, executor: FakeExecutor) -> None:  # type: ignore[no-untyped-def]
+async def test_resume_interrupted_run_via_the_executor(make_app, runs_dir: Path, executor: FakeExecutor) -> None:  # type: ignore[no-untyped-def]
     _populate(runs_dir)
     app = make_app()
     async with app.run_test(size=(120, 30)) as pilot:
