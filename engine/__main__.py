@@ -81,6 +81,11 @@ def main(argv: list[str] | None = None) -> int:
                           stop_at_step=a.stop_at_step, overrides=a.override)
         else:
             res = api.resume(a.run, Path(a.runs_dir), a.data_dir, sinks=[announce], stop_at_step=a.stop_at_step)
+    except KeyboardInterrupt:
+        if announce.done:
+            raise
+        print(error_line("interrupted before the run existed; nothing was stored", "KeyboardInterrupt"), flush=True)
+        return 2
     except Exception as e:  # every failure before the record exists becomes the error object
         if announce.done:
             raise  # after the announcement the record holds errors; this is a bug in the engine itself

@@ -29,7 +29,7 @@ from cltui.tui.screens.confirm import ConfirmScreen
 from cltui.tui.widgets import LossLine, NavBar, heat_table, progress_table, run_header
 from cltui.views import metrics_table
 from engine.errors import RunStoreError
-from engine.presentation import metrics_of, reference_of, resume_of
+from engine.presentation import error_summary, metrics_of, reference_of, resume_of
 from engine.store import RunRecord, read_run
 
 if TYPE_CHECKING:
@@ -248,7 +248,7 @@ class LiveScreen(Screen[None]):
             lines = rec.error.strip().splitlines() or ["(no error text)"]
             res = resume_of(rec)
             hint = f"r {res.text}" if res.possible else res.text
-            alert.update(Text(f"failed: {lines[0]}  ({hint}; full error below)", style="bold red"))
+            alert.update(Text(f"failed: {error_summary(rec.error)}  ({hint}; full error below)", style="bold red"))
             err.update(Group(Text("\nerror:", style="bold red"), Text("\n".join(lines), style="red")))
         elif st == "interrupted":
             res = resume_of(rec)
