@@ -79,8 +79,9 @@ def engine_command(python: str = sys.executable) -> list[str]:
     if sys.version_info >= (3, 11):
         return [python, "-P", "-m", "engine"]
     # 3.10 has no -P: drop sys.path[0] (the working directory for -c) before importing the engine.
-    return [python, "-c", "import runpy, sys; del sys.path[0]; sys.argv[0] = 'engine'; "
-            "runpy.run_module('engine', run_name='__main__', alter_sys=True)"]
+    code = ("import runpy, sys; del sys.path[0]; sys.argv[0] = 'engine'; "
+            "runpy.run_module('engine', run_name='__main__', alter_sys=True)")
+    return [python, "-c", code]
 
 
 def record_status(run_dir: Path) -> str | None:

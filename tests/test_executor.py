@@ -11,7 +11,14 @@ from pathlib import Path
 
 import pytest
 
-from engine.executor import LocalExecutor, RunHandle, RunStartError, engine_command, exit_code, run_all
+from engine.executor import (
+    LocalExecutor,
+    RunHandle,
+    RunStartError,
+    engine_command,
+    exit_code,
+    run_all,
+)
 from engine.planning import plan
 from engine.presentation import error_summary, resume_of
 from engine.store import RunWriter, read_run
@@ -33,7 +40,7 @@ def bogus_cwd(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 def test_bogus_engine_in_cwd_shadows_a_plain_python_m(bogus_cwd: Path) -> None:
     """The control for the next test: without -P the user's folder really would be run."""
-    out = subprocess.run([sys.executable, "-m", "engine"], capture_output=True, text=True, timeout=60)
+    out = subprocess.run([sys.executable, "-m", "engine"], capture_output=True, text=True, timeout=60, check=False)
     assert "bogus" in out.stdout
     if sys.version_info >= (3, 11):
         assert engine_command()[1] == "-P"

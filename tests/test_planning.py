@@ -70,6 +70,6 @@ def test_grid_parsing_keeps_brackets_and_quotes_together() -> None:
     (lambda: plan("demo", [], 1, {"training.lr": ["fast"]}), "should be float"),
     (lambda: plan("demo", [], 600, {"training.lr": [0.1, 0.2]}), "at most 1000"),
 ])
-def test_bad_plans_fail_with_one_line_before_anything_starts(call, text: str) -> None:  # noqa: ANN001
+def test_bad_plans_fail_with_one_line_before_anything_starts(call, text: str) -> None:
     with pytest.raises(ConfigError, match=re.escape(text)):
         call()

@@ -8,8 +8,19 @@ import numpy as np
 import pytest
 
 from engine.presentation import (
-    STD_LABEL, error_summary, fmt, fmt_seconds, live_metrics, mean_std, metric_cell, metric_rows, phase_label,
-    phase_title, progress, recent_rate, resume_info,
+    STD_LABEL,
+    error_summary,
+    fmt,
+    fmt_seconds,
+    live_metrics,
+    mean_std,
+    metric_cell,
+    metric_rows,
+    phase_label,
+    phase_title,
+    progress,
+    recent_rate,
+    resume_info,
 )
 
 NAN = math.nan

@@ -13,8 +13,17 @@ from pathlib import Path
 import pytest
 
 from engine import events as ev
-from engine.runlock import (HEARTBEAT_STALE_S, LOCK_FILE, RunLockedError, WriterLock, claim_run_dir, liveness,
-                            lock_held, read_checkpoint_step, write_checkpoint_mark)
+from engine.runlock import (
+    HEARTBEAT_STALE_S,
+    LOCK_FILE,
+    RunLockedError,
+    WriterLock,
+    claim_run_dir,
+    liveness,
+    lock_held,
+    read_checkpoint_step,
+    write_checkpoint_mark,
+)
 from engine.store import RunWriter, read_run
 
 CONFIG = {"name": "split-mnist/ewc", "seed": 0, "benchmark": {"name": "b"}, "method": {"name": "m"},

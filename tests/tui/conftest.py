@@ -15,9 +15,9 @@ from cltui.tui.app import create_app
 from cltui.tui.services import Settings
 from engine import events as ev
 from engine.executor import LocalExecutor, RunHandle, RunStartError
+from engine.metrics import summary
 from engine.planning import PlannedRun
 from engine.runlock import write_checkpoint_mark
-from engine.metrics import summary
 from engine.store import RunStore, RunWriter
 
 DEAD_PID = 999_999_999  # above any pid_max: os.kill reports no such process

@@ -24,7 +24,15 @@ from cltui.tui.records import SORT_KEYS, matches, sort_records
 from cltui.tui.screens.confirm import ConfirmScreen
 from cltui.tui.widgets import NavBar, RowsTable
 from cltui.views import status_style
-from engine.presentation import STD_LABEL, GroupStats, fmt, group_stats, metric_cell, metrics_of, resume_of
+from engine.presentation import (
+    STD_LABEL,
+    GroupStats,
+    fmt,
+    group_stats,
+    metric_cell,
+    metrics_of,
+    resume_of,
+)
 from engine.store import RunRecord
 
 # What matters most comes first (the id repeats preset and seed, so it goes last): at 80 columns
