@@ -83,10 +83,11 @@ def _children_get_ctrl_c() -> Iterator[None]:
         signal.signal(signal.SIGINT, old)
 
 
-def _report_end(outcome: Outcome, live: bool) -> None:
-    """One run ended: its summary (when not shown live) and what happened, from its record."""
+def _report_end(outcome: Outcome, live: bool, brief: bool = False) -> None:
+    """One run ended: its summary (when not shown live; one line when `brief`, as for parallel runs)
+    and what happened, from its record."""
     from cltui.views import run_summary
-    from engine.presentation import error_summary, resume_of
+    from engine.presentation import error_summary, fmt, metrics_of, resume_of
     from engine.store import read_run
 
     if outcome.handle is None:  # it never started: the engine's structured error, one line
@@ -98,7 +99,11 @@ def _report_end(outcome: Outcome, live: bool) -> None:
     except RunStoreError as e:
         err_console.print(f"[red]error:[/red] {e}")
         return
-    if not live:
+    if brief:
+        m = metrics_of(rec)
+        console.print(f"{h.run_id} {outcome.status} · during {fmt(m.get('during', math.nan))} · "
+                      f"final {fmt(m.get('final', math.nan))}", highlight=False)
+    elif not live:
         console.print(run_summary(rec))
     if outcome.status == "interrupted":
         res = resume_of(rec)
@@ -106,7 +111,7 @@ def _report_end(outcome: Outcome, live: bool) -> None:
                       + (f"{res.text}: cltui resume {h.run_id}" if res.possible else res.text))
     elif outcome.status == "failed":
         err_console.print(f"[red]run {h.run_id} failed:[/red] {error_summary(rec.error)}", highlight=False)
-    elif outcome.status == "finished":
+    elif outcome.status == "finished" and not brief:
         console.print(f"stored in {h.run_dir}/run.h5")
 
 
@@ -137,7 +142,8 @@ def _execute(runs: list[PlannedRun], runs_dir: Path | None, data_dir: Path | Non
             outcomes = [Outcome(None, handle, status)]
             _report_end(outcomes[0], live)
         else:
-            outcomes = run_all(executor, runs, parallel, on_start=on_start, on_end=lambda o: _report_end(o, live))
+            outcomes = run_all(executor, runs, parallel, on_start=on_start,
+                               on_end=lambda o: _report_end(o, live, brief=parallel > 1))
     return exit_code(outcomes)
 
 
