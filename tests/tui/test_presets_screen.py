@@ -126,3 +126,28 @@ async def test_shipped_presets_all_load_and_validate(make_app) -> None:  # type:
         await wait_for(pilot, lambda: len(_leaves(app)) == len(preset_names()))
         assert "demo" in _leaves(app)
         assert "✗" not in screen_text(app)
+
+
+async def test_a_real_engine_error_reaches_the_screen_as_data(test_presets: Path, runs_dir: Path, tmp_path: Path,
+                                                             monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """The real executor: the engine process fails before its run exists (no MNIST files, offline) and
+    its one-line structured error is what the Live screen shows; nothing is stored."""
+    from cltui.tui.app import create_app
+    from cltui.tui.services import Settings
+    from engine.executor import LocalExecutor
+    from engine.store import RunStore
+
+    monkeypatch.setenv("https_proxy", "http://127.0.0.1:9")  # the child inherits it: no mirror answers
+    monkeypatch.setenv("http_proxy", "http://127.0.0.1:9")
+    # The child reads the presets folder through its resolved config, so the test presets need no patching there.
+    settings = Settings(runs_dir=runs_dir, data_dir=str(tmp_path / "no-data"), runs_poll=0.1, live_poll=0.05,
+                        start_mode="presets")
+    app = create_app(RunStore(runs_dir), LocalExecutor(runs_dir, settings.data_dir, detach=True), settings)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await wait_for(pilot, lambda: len(_leaves(app)) == 3)
+        await pilot.press("slash", *"split-mnist/finetune", "enter")
+        await pilot.press("enter")
+        await pilot.press(*"training.steps_per_task=5", "enter")
+        text = await wait_text(pilot, "could not start", timeout=120)
+        assert "MNIST files missing in" in text and "Traceback" not in text
+    assert list(runs_dir.iterdir()) == []
