@@ -1,4 +1,5 @@
-"""The `cltui` command line (Typer). Thin commands over engine's torch-free modules and the launcher.
+"""The `cltui` command line (Typer). Thin commands over engine's torch-free modules: runs are planned
+by engine.planning, started by engine.executor, and shown with engine.presentation's numbers.
 
 Training runs in a child process (`python -m engine`), shown live from the run store. Bare
 `cltui` opens the TUI. Errors a user can fix print one line and exit non-zero.
@@ -13,15 +14,22 @@ import math
 import os
 import signal
 import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from enum import Enum
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Optional
 
 import numpy as np
 import typer
 from rich.console import Console
 
 from engine.errors import CltuiError, RunStoreError
+
+if TYPE_CHECKING:
+    from engine.executor import LocalExecutor, Outcome, RunHandle
+    from engine.planning import PlannedRun
 
 app = typer.Typer(add_completion=False, no_args_is_help=False, rich_markup_mode=None,
                   help="cltui: run published continual-learning experiments, watch forgetting live, resume exactly.")
@@ -58,40 +66,85 @@ def fail(msg: str, code: int = 2) -> None:
     raise typer.Exit(code)
 
 
-def _follow_child(launched, live: bool) -> int:  # type: ignore[no-untyped-def]
-    """Show a launched engine process until it ends; Ctrl-C is passed on so it checkpoints and stops."""
-    from cltui.live import follow
+def _executor(runs_dir: Path | None, data_dir: Path | None) -> LocalExecutor:
+    from engine.executor import LocalExecutor
 
-    if not launched.wait_for_run():
-        msg = launched.stderr.strip().splitlines()
-        fail(msg[-1].removeprefix("error: ") if msg else f"engine exited with code {launched.proc.returncode}",
-             launched.proc.returncode or 2)
-    assert launched.run_dir is not None
-    # The child is in our process group and gets Ctrl-C itself; we only keep waiting for it.
+    return LocalExecutor(runs_root(runs_dir), str(data_dir) if data_dir else None)
+
+
+@contextmanager
+def _children_get_ctrl_c() -> Iterator[None]:
+    """Attached runs share our process group and get Ctrl-C themselves (they checkpoint and stop);
+    we only say so and keep waiting for them."""
     old = signal.signal(signal.SIGINT, lambda *_: err_console.print("[yellow]stopping: writing a checkpoint…[/yellow]"))
     try:
-        if live:
-            rec = follow(launched.run_dir, console, lambda: launched.proc.poll() is None)
-        else:
-            rec = None
-        code = launched.proc.wait()
+        yield
     finally:
         signal.signal(signal.SIGINT, old)
-    stderr = launched.proc.stderr.read().strip() if launched.proc.stderr else ""
-    if not live:
-        from engine.store import read_run
-        from cltui.views import run_summary
 
-        rec = read_run(launched.run_dir)
+
+def _report_end(outcome: Outcome, live: bool, brief: bool = False) -> None:
+    """One run ended: its summary (when not shown live; one line when `brief`, as for parallel runs)
+    and what happened, from its record."""
+    from cltui.views import run_summary
+    from engine.presentation import error_summary, fmt, metrics_of, resume_of
+    from engine.store import read_run
+
+    if outcome.handle is None:  # it never started: the engine's structured error, one line
+        err_console.print(f"[red]error:[/red] {outcome.error}", highlight=False, soft_wrap=True)
+        return
+    h = outcome.handle
+    try:
+        rec = read_run(h.run_dir)
+    except RunStoreError as e:
+        err_console.print(f"[red]error:[/red] {e}")
+        return
+    if brief:
+        m = metrics_of(rec)
+        console.print(f"{h.run_id} {outcome.status} · during {fmt(m.get('during', math.nan))} · "
+                      f"final {fmt(m.get('final', math.nan))}", highlight=False)
+    elif not live:
         console.print(run_summary(rec))
-    if code == 3:
-        console.print(f"[yellow]interrupted[/yellow] at step {rec.progress[0] if rec else '?'}; "
-                      f"continue with: cltui resume {launched.run_id}")
-    elif code == 1:
-        err_console.print(f"[red]run {launched.run_id} failed:[/red] {stderr.splitlines()[-1] if stderr else ''}")
-    elif code == 0:
-        console.print(f"stored in {launched.run_dir}/run.h5")
-    return code
+    if outcome.status == "interrupted":
+        res = resume_of(rec)
+        console.print(f"[yellow]interrupted[/yellow] at step {rec.progress[0]}; "
+                      + (f"{res.text}: cltui resume {h.run_id}" if res.possible else res.text))
+    elif outcome.status == "failed":
+        err_console.print(f"[red]run {h.run_id} failed:[/red] {error_summary(rec.error)}", highlight=False)
+    elif outcome.status == "finished" and not brief:
+        console.print(f"stored in {h.run_dir}/run.h5")
+
+
+def _execute(runs: list[PlannedRun], runs_dir: Path | None, data_dir: Path | None, live: bool, parallel: int = 1,
+             resume_dir: Path | None = None) -> int:
+    """Start the planned runs (or resume one) through the local executor and show them; the exit code."""
+    from cltui.live import follow
+    from engine.executor import Outcome, RunStartError, exit_code, run_all
+
+    executor = _executor(runs_dir, data_dir)
+    live = live and parallel == 1  # one live view at a time; parallel runs report as they end
+
+    def on_start(run: PlannedRun | None, handle: RunHandle) -> None:
+        if live:
+            follow(handle.run_dir, console, lambda: executor.poll(handle) is None)
+        elif parallel > 1:
+            console.print(f"started {handle.run_id}")
+
+    with _children_get_ctrl_c():
+        if resume_dir is not None:
+            try:
+                handle = executor.resume(resume_dir)
+            except RunStartError as e:
+                fail(str(e))
+            on_start(None, handle)
+            while (status := executor.poll(handle)) is None:
+                time.sleep(0.2)
+            outcomes = [Outcome(None, handle, status)]
+            _report_end(outcomes[0], live)
+        else:
+            outcomes = run_all(executor, runs, parallel, on_start=on_start,
+                               on_end=lambda o: _report_end(o, live, brief=parallel > 1))
+    return exit_code(outcomes)
 
 
 @app.command()
@@ -100,42 +153,35 @@ def run(
     set_: Annotated[list[str], typer.Option("--set", help="override a config key, e.g. --set training.lr=0.001")] = [],  # noqa: B006
     seed: Annotated[Optional[int], typer.Option(help="random seed (overrides the preset's)")] = None,
     seeds: Annotated[int, typer.Option(help="run N seeds (seed, seed+1, ...) as one group")] = 1,
+    grid: Annotated[list[str], typer.Option("--grid", help="sweep a key over values, e.g. --grid training.lr=0.1,0.01 (repeatable: the cartesian product)")] = [],  # noqa: B006
+    parallel: Annotated[int, typer.Option(help="runs at a time (1 = one after another, with the live view)")] = 1,
     device: Annotated[Optional[Device], typer.Option(help="auto = CUDA when present, else CPU")] = None,
     runs_dir: RunsDir = None,
     data_dir: DataDir = None,
     live: Annotated[bool, typer.Option("--live/--no-live", help="live view while training")] = True,
 ) -> None:
-    """Run a preset (optionally over several seeds) and store it in one HDF5 record per run."""
-    from cltui.launcher import launch_run
-    from engine.presets import load_preset
+    """Run a preset (optionally over several seeds and a grid) and store it in one HDF5 record per run."""
+    from engine.planning import parse_grid, plan
     from engine.store import RunStore
 
+    if parallel < 1:
+        fail("--parallel must be at least 1")
     try:
-        cfg = load_preset(preset, set_, seed, device.value if device else None)
+        planned = plan(preset, set_, seeds, parse_grid(grid), seed=seed, device=device.value if device else None)
         RunStore(runs_root(runs_dir)).check_writable()
     except CltuiError as e:
         fail(str(e))
-    if seeds < 1:
-        fail("--seeds must be at least 1")
-    group = ""
-    if seeds > 1:
-        import time
-
-        group = f"{time.strftime('%Y%m%d-%H%M%S')}-{cfg.name.replace('/', '-')}-x{seeds}"
-        console.print(f"seed group [bold]{group}[/bold]: seeds {cfg.seed}..{cfg.seed + seeds - 1}")
-    from dataclasses import replace
-
-    codes = []
-    for k in range(seeds):
-        launched = launch_run(replace(cfg, seed=cfg.seed + k), runs_root(runs_dir), str(data_dir) if data_dir else None,
-                              group=group)
-        code = _follow_child(launched, live and sys.stdout.isatty())
-        codes.append(code)
-        if code != 0:
-            break
-    if group and all(c == 0 for c in codes):
-        show(group, runs_dir)
-    raise typer.Exit(max(codes))
+    groups = list(dict.fromkeys(r.group for r in planned if r.group))
+    for g in groups:
+        members = [r for r in planned if r.group == g]
+        point = " ".join(o for o in members[0].overrides if o not in set_)
+        console.print(f"seed group [bold]{g}[/bold]: seeds {', '.join(str(r.config.seed) for r in members)}"
+                      + (f" · {point}" if point else ""), highlight=False)
+    code = _execute(planned, runs_dir, data_dir, live and sys.stdout.isatty(), parallel)
+    if code == 0:
+        for g in groups:
+            show(g, runs_dir)
+    raise typer.Exit(code)
 
 
 @app.command()
@@ -146,7 +192,7 @@ def resume(
     live: Annotated[bool, typer.Option("--live/--no-live")] = True,
 ) -> None:
     """Continue an interrupted run from its last checkpoint (same final result as an uninterrupted run)."""
-    from cltui.launcher import launch_resume
+    from engine.presentation import resume_of
     from engine.store import RunStore, read_run
 
     try:
@@ -154,27 +200,31 @@ def resume(
         rec = read_run(run_dir, with_series=False)
     except CltuiError as e:
         fail(str(e))
-    if rec.live_status == "finished":
-        fail(f"run {rec.run_id} already finished; nothing to resume.")
+    res = resume_of(rec)
     if rec.live_status == "running":
-        fail(f"run {rec.run_id} is still running (pid {rec.pid}); watch it with: cltui watch {rec.run_id}")
-    launched = launch_resume(str(run_dir), runs_root(runs_dir), str(data_dir) if data_dir else None)
-    raise typer.Exit(_follow_child(launched, live and sys.stdout.isatty()))
+        fail(f"run {rec.run_id} is still running; watch it with: cltui watch {rec.run_id}")
+    if not res.possible:
+        fail(f"run {rec.run_id}: {res.text}.")
+    console.print(f"{rec.run_id}: {res.text}")
+    raise typer.Exit(_execute([], runs_dir, data_dir, live and sys.stdout.isatty(), resume_dir=run_dir))
 
 
 @app.command()
 def watch(run: Annotated[str, typer.Argument(help="run id (or unique part of it)")], runs_dir: RunsDir = None) -> None:
     """Follow a run started elsewhere (another terminal, the TUI) until it stops."""
     from cltui.live import follow
-    from engine.store import RunStore, pid_alive, read_run
+    from engine.executor import RunHandle
+    from engine.store import RunStore, read_run
 
     try:
         run_dir = RunStore(runs_root(runs_dir)).find(run)
         rec = read_run(run_dir, with_series=False)
     except CltuiError as e:
         fail(str(e))
+    executor = _executor(runs_dir, None)
+    handle = RunHandle(rec.run_id, run_dir)
     try:
-        follow(run_dir, console, lambda: pid_alive(read_run(run_dir, with_series=False).pid))
+        follow(run_dir, console, lambda: executor.poll(handle) is None)
     except KeyboardInterrupt:
         console.print(f"stopped watching; the run goes on. Again: cltui watch {rec.run_id}")
 
@@ -265,6 +315,7 @@ def show(run: Annotated[str, typer.Argument(help="run id, unique part of it, or 
     from rich.syntax import Syntax
 
     from cltui.views import metrics_table, run_summary, runs_table
+    from engine.presentation import group_stats
     from engine.store import RunStore, read_run
 
     store = RunStore(runs_root(runs_dir))
@@ -273,11 +324,8 @@ def show(run: Annotated[str, typer.Argument(help="run id, unique part of it, or 
         recs = [read_run(p) for p in members]
         console.print(f"[bold]seed group {run}[/bold] ({len(recs)} runs)")
         console.print(runs_table(recs))
-        keys = list(recs[0].metrics)
-        vals = {k: np.array([r.metrics[k] for r in recs], dtype=float) for k in keys}
-        mean = {k: float(np.nanmean(v)) if not np.all(np.isnan(v)) else math.nan for k, v in vals.items()}
-        std = {k: float(np.nanstd(v)) if not np.all(np.isnan(v)) else math.nan for k, v in vals.items()}
-        console.print(metrics_table(recs[0], mean, std))
+        (g,) = group_stats(recs)
+        console.print(metrics_table(recs[0], g.mean, g.std))
         return
     try:
         rec = read_run(store.find(run))

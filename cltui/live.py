@@ -18,8 +18,9 @@ from rich.progress_bar import ProgressBar
 from rich.table import Table
 from rich.text import Text
 
-from cltui.views import fmt, header, live_metrics, matrix_table, metrics_table
+from cltui.views import header, matrix_table, metrics_table
 from engine.errors import RunStoreError
+from engine.presentation import error_summary, fmt, metrics_of, progress_of
 from engine.store import RunRecord, read_run
 
 SPARK = "▁▂▃▄▅▆▇█"
@@ -35,21 +36,13 @@ def sparkline(values: np.ndarray, width: int = 40) -> str:
 
 
 def progress_panel(rec: RunRecord) -> Table:
-    done, total = rec.progress
-    starts = np.cumsum([0, *rec.phase_steps])
-    phase = int(min(np.searchsorted(starts, done, side="right") - 1, len(rec.phase_steps) - 1))
-    in_phase = done - starts[phase]
-    rate = float(rec.scalar("steps_per_sec")[-1]) if rec.scalars.shape[0] else math.nan
-    eta = (total - done) / rate if rate and rate > 0 and not math.isnan(rate) else math.nan
+    p = progress_of(rec)
     t = Table.grid(padding=(0, 1))
     t.add_column(justify="right", style="bold")
     t.add_column()
     t.add_column()
-    names = "+".join(rec.task_names[j] for j in rec.phase_tasks[phase]) if len(rec.phase_tasks[phase]) < 3 else "all"
-    t.add_row("run", ProgressBar(total=total, completed=done, width=40), f"{done}/{total} steps"
-              + (f" · {rate:.0f} it/s · ETA {eta:.0f}s" if not math.isnan(eta) else ""))
-    t.add_row(f"task {phase + 1}/{len(rec.phase_steps)}", ProgressBar(total=rec.phase_steps[phase], completed=in_phase, width=40),
-              f"{names}: {in_phase}/{rec.phase_steps[phase]}")
+    t.add_row("run", ProgressBar(total=max(p.total, 1), completed=p.done, width=40), p.run_line(" steps"))
+    t.add_row(p.title, ProgressBar(total=max(p.phase_total, 1), completed=p.in_phase, width=40), p.phase_line)
     if rec.scalars.shape[0]:
         loss = rec.scalar("loss")
         t.add_row("loss", Text(sparkline(loss), style="cyan"), f"{fmt(float(loss[-1]), 4)} · train acc "
@@ -63,9 +56,9 @@ def progress_panel(rec: RunRecord) -> Table:
 
 def render(rec: RunRecord) -> Group:
     parts = [header(rec), progress_panel(rec), Text(""), matrix_table(rec), Text(""),
-             metrics_table(rec, live_metrics(rec) or rec.metrics)]
+             metrics_table(rec, metrics_of(rec))]
     if rec.status == "failed" and rec.error:
-        parts.append(Text("error: " + rec.error.splitlines()[0], style="red"))
+        parts.append(Text("error: " + error_summary(rec.error), style="red"))
     return Group(*parts)
 
 

@@ -1,27 +1,55 @@
-"""`python -m engine run|resume ...`: the training process that cltui launches.
+"""`python -m engine run|resume ...`: the training process that cltui's executor starts.
 
-Prints one JSON line `{"run_id": ..., "run_dir": ...}` on stdout as soon as the run exists, then
-nothing else (progress goes to the run store). A problem the user can fix is one line on stderr
-and exit code 2; a failed run exits 1, an interrupted one 3. argparse, not typer: the engine
-never imports the UI's libraries.
+Its stdout is a structured channel of exactly one JSON line:
+- `{"run_id": ..., "run_dir": ...}` as soon as the run record exists (then progress, the final
+  status and a failure's error go to the run record, never to stdout), or
+- `{"error": "<one line>", "kind": "<error class>"}` when it stops before the record exists (bad
+  config, no GPU, missing data, a run still being written, an unexpected crash); exit code 2.
+
+A finished run exits 0, a failed one 1, an interrupted one 3. Once the run exists, stderr (library
+warnings, a traceback) is redirected into `<run_dir>/engine.log`, so no output is shared between runs.
+argparse, not typer: the engine never imports the UI's libraries. Start it with `python -P` (3.11+)
+so an `engine/` folder in the working directory cannot shadow the installed one.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
+import traceback
 from pathlib import Path
 from typing import Any
 
 EXIT = {"finished": 0, "failed": 1, "interrupted": 3}
+ENGINE_LOG = "engine.log"
 
 
-def _announce(event: Any) -> None:
-    from engine.events import RunStarted
+class _Announcer:
+    """The RunStarted sink that writes the one announcement line (and moves stderr into the run)."""
 
-    if isinstance(event, RunStarted):
-        print(json.dumps({"run_id": event.run_id, "run_dir": event.run_dir}), flush=True)
+    def __init__(self) -> None:
+        self.done = False
+
+    def __call__(self, event: Any) -> None:
+        from engine.events import RunStarted
+
+        if isinstance(event, RunStarted) and not self.done:
+            print(json.dumps({"run_id": event.run_id, "run_dir": event.run_dir}), flush=True)
+            self.done = True
+            try:
+                sys.stderr.flush()
+                fd = os.open(Path(event.run_dir) / ENGINE_LOG, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+                os.dup2(fd, 2)
+                os.close(fd)
+            except OSError:
+                pass  # keep the inherited stderr: losing warnings is better than failing the run
+
+
+def error_line(error: str, kind: str) -> str:
+    """The announcement channel's error object, as one line."""
+    return json.dumps({"error": error, "kind": kind})
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -30,6 +58,7 @@ def main(argv: list[str] | None = None) -> int:
     r = sub.add_parser("run", help="start a run from a resolved config (JSON file)")
     r.add_argument("--config", required=True, help="JSON file with the resolved config")
     r.add_argument("--group", default="")
+    r.add_argument("--override", action="append", default=[], help="an override that made this config (recorded, hashed into the id)")
     s = sub.add_parser("resume", help="resume a stored run from its last checkpoint")
     s.add_argument("run")
     for q in (r, s):
@@ -37,28 +66,42 @@ def main(argv: list[str] | None = None) -> int:
         q.add_argument("--data-dir", default=None)
         q.add_argument("--stop-at-step", type=int, default=None, help="stop (checkpoint) at this global step")
     a = p.parse_args(argv)
-
-    from engine import api
-    from engine.config import config_from_dict
-    from engine.errors import CltuiError
-
+    announce = _Announcer()
     try:
+        from engine import api
+        from engine.config import config_from_dict
+
         if a.cmd == "run":
             cfg_path = Path(a.config)
             raw = json.loads(cfg_path.read_text())
             if cfg_path.name.startswith("cltui-config-"):
-                cfg_path.unlink(missing_ok=True)  # a launcher's temp file; the run stores the config
+                cfg_path.unlink(missing_ok=True)  # an executor's temp file; the run stores the config
             cfg = config_from_dict(raw, where=a.config)
-            res = api.run(cfg, Path(a.runs_dir), a.data_dir, sinks=[_announce], group=a.group,
-                          stop_at_step=a.stop_at_step)
+            res = api.run(cfg, Path(a.runs_dir), a.data_dir, sinks=[announce], group=a.group,
+                          stop_at_step=a.stop_at_step, overrides=a.override)
         else:
-            res = api.resume(a.run, Path(a.runs_dir), a.data_dir, sinks=[_announce], stop_at_step=a.stop_at_step)
-    except CltuiError as e:
-        print(f"error: {e}", file=sys.stderr)
+            res = api.resume(a.run, Path(a.runs_dir), a.data_dir, sinks=[announce], stop_at_step=a.stop_at_step)
+    except KeyboardInterrupt:
+        if announce.done:
+            raise
+        print(error_line("interrupted before the run existed; nothing was stored", "KeyboardInterrupt"), flush=True)
         return 2
-    if res.status == "failed":
-        print(f"error: run {res.run_id} failed: {res.error} (details in {res.run_dir}/run.h5 /error)", file=sys.stderr)
+    except Exception as e:  # every failure before the record exists becomes the error object
+        if announce.done:
+            raise  # after the announcement the record holds errors; this is a bug in the engine itself
+        user = _is_cltui_error(e)  # a CltuiError is already one line for people
+        if not user:
+            traceback.print_exc()  # for someone running `python -m engine` by hand
+        msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        print(error_line(msg if user else f"{type(e).__name__}: {msg}", type(e).__name__), flush=True)
+        return 2
     return EXIT[res.status]
+
+
+def _is_cltui_error(e: BaseException) -> bool:
+    from engine.errors import CltuiError
+
+    return isinstance(e, CltuiError)
 
 
 if __name__ == "__main__":

@@ -7,11 +7,11 @@ recorded in the run (status 'failed', the error text) and returned, not raised.
 
 from __future__ import annotations
 
-import os
+import shutil
 import signal
 import threading
 import traceback
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,9 +32,16 @@ from engine.errors import RunStoreError
 from engine.loop import Trainer
 from engine.methods.base import MethodContext
 from engine.models.base import build_model
+from engine.planning import override_hash
 from engine.registry import BENCHMARKS, METHODS
 from engine.rng import Streams, seed_everything
-from engine.store import RunStore, RunWriter, pid_alive, read_run
+from engine.runlock import (
+    RunLockedError,
+    claim_run_dir,
+    lock_held,
+    write_checkpoint_mark,
+)
+from engine.store import RunStore, RunWriter, read_run
 
 
 @dataclass(frozen=True)
@@ -96,6 +103,16 @@ def _fanout(sinks: Iterable[Callable[[Any], None]]) -> Callable[[Any], None]:
     return emit
 
 
+def _mark_checkpoints(run_dir: Path) -> Callable[[Any], None]:
+    """A sink keeping engine.runlock's checkpoint marker, so UIs can say where a resume starts."""
+
+    def sink(event: Any) -> None:
+        if isinstance(event, ev.CheckpointSaved):
+            write_checkpoint_mark(run_dir, event.step)
+
+    return sink
+
+
 def _execute(trainer: Trainer, writer: RunWriter, emit: Callable[[Any], None], stop_at_step: int | None) -> RunResult:
     run_dir = writer.path.parent
     try:
@@ -113,18 +130,26 @@ def _execute(trainer: Trainer, writer: RunWriter, emit: Callable[[Any], None], s
 
 
 def run(cfg: RunConfig, runs_dir: Path, data_dir: str | Path | None = None,
-        sinks: Iterable[Callable[[Any], None]] = (), group: str = "", stop_at_step: int | None = None) -> RunResult:
-    """Start a new run of `cfg` under `runs_dir`; returns when it finishes, fails or is interrupted."""
+        sinks: Iterable[Callable[[Any], None]] = (), group: str = "", stop_at_step: int | None = None,
+        overrides: Sequence[str] = ()) -> RunResult:
+    """Start a new run of `cfg` under `runs_dir`; returns when it finishes, fails or is interrupted.
+
+    `overrides` (engine.planning.PlannedRun.overrides) are recorded and hashed into the run id."""
     store = RunStore(runs_dir)
     resolve_device(cfg.device)  # fail on a missing GPU before touching anything
     store.check_writable()
-    run_id, run_dir = store.new_run_dir(cfg.name, cfg.seed)
+    run_id, run_dir = claim_run_dir(store.root, cfg.name, cfg.seed, override_hash(overrides))
     holder: dict[str, RunWriter] = {}
     sinks = list(sinks)
-    emit = _fanout([lambda e: holder["w"](e) if "w" in holder else None, *sinks])
-    trainer, device = build_trainer(cfg, resolve_data_dir(data_dir), emit, run_dir,
-                                    checkpoint_extras=lambda: {"store": holder["w"].counts()})
+    emit = _fanout([lambda e: holder["w"](e) if "w" in holder else None, _mark_checkpoints(run_dir), *sinks])
+    try:
+        trainer, device = build_trainer(cfg, resolve_data_dir(data_dir), emit, run_dir,
+                                        checkpoint_extras=lambda: {"store": holder["w"].counts()})
+    except BaseException:
+        shutil.rmtree(run_dir, ignore_errors=True)  # claimed but never written: leave nothing behind
+        raise
     env = environment(device)
+    env["overrides"] = list(overrides)
     env["data_source"] = trainer.bench.source
     env["benchmark_info"] = trainer.bench.info  # e.g. SSMNIST task seeds and class partitions
     env["method_info"] = trainer.method.describe()
@@ -144,14 +169,14 @@ def resume(run_ref: str, runs_dir: Path, data_dir: str | Path | None = None,
     rec = read_run(run_dir, with_series=False)
     if rec.status == "finished":
         raise RunStoreError(f"run {rec.run_id} already finished; nothing to resume.")
-    if rec.status == "running" and pid_alive(rec.pid) and rec.pid != os.getpid():
-        raise RunStoreError(f"run {rec.run_id} is still running (pid {rec.pid}); watch it with: cltui watch {rec.run_id}")
+    if lock_held(run_dir):  # RunWriter.reopen takes the lock itself; this only fails before the slow setup
+        raise RunLockedError(f"run {rec.run_id} is still running; watch it with: cltui watch {rec.run_id}")
     state = load_checkpoint(run_dir)
     cfg = config_from_dict(state["config"], where=f"checkpoint of {rec.run_id}")
     resolve_device(cfg.device)
     holder: dict[str, RunWriter] = {}
     sinks = list(sinks)
-    emit = _fanout([lambda e: holder["w"](e) if "w" in holder else None, *sinks])
+    emit = _fanout([lambda e: holder["w"](e) if "w" in holder else None, _mark_checkpoints(run_dir), *sinks])
     trainer, device = build_trainer(cfg, resolve_data_dir(data_dir), emit, run_dir,
                                     checkpoint_extras=lambda: {"store": holder["w"].counts()})
     trainer.load_state_dict(state)

@@ -9,7 +9,7 @@ Layout of `run.h5`, format 2 (readable with plain h5py; documented in the README
     environment   JSON string: versions, git commit, device, host
     status        'running' | 'finished' | 'interrupted' | 'failed'
     error         error text of a failed run ('' otherwise)
-    pid           int: process writing the run (to tell a live run from a dead one)
+    pid           int: process writing the run (what `stop` signals; liveness comes from the lock)
     progress      int [2]: steps done, total steps
     times         float [2]: unix time of the last update, training seconds so far
     acc           float [P, T]: acc[i, j] = test accuracy (%) on task j after phase i; NaN = not yet
@@ -28,6 +28,9 @@ training scalars are the series loss, task_loss, penalty, train_acc, grad_norm, 
 
 Format 1 (read by engine/store_read.py, never written) had `curves/step`, `curves/acc`,
 `scalars/step`, `scalars/values` [M, len(scalar_names)] and a `scalar_names` attribute instead.
+
+Beside it, engine.runlock keeps `writer.lock` (held by the writing process: a 'running' run whose
+lock is free is interrupted) and `checkpoint.json` (the step of the last checkpoint).
 
 Every dataset exists from creation and only changes value or grows, which is what HDF5's
 single-writer/multiple-reader (SWMR) mode requires: a second process opens the file with
@@ -55,9 +58,10 @@ from engine.errors import RunStoreError, suggest
 from engine.metrics import METRIC_NAMES
 from engine.series import SCALAR_NAMES, SeriesSet, SeriesSpec
 from engine.store_read import RUN_FILE, RunRecord, Series, _s, read_run
+from engine.runlock import WriterLock, liveness, lock_held
 
 __all__ = ["FORMAT_VERSION", "RUN_FILE", "SCALAR_NAMES", "RunRecord", "RunStore", "RunWriter", "Series",
-           "pid_alive", "read_run"]
+           "read_run"]
 
 FORMAT_VERSION = 2
 STATUSES = ("running", "finished", "interrupted", "failed")
@@ -73,32 +77,13 @@ def _plain(obj: Any) -> Any:
     return str(obj)
 
 
-def _now_id() -> str:
-    return time.strftime("%Y%m%d-%H%M%S")
-
-
-def _slug(name: str) -> str:
-    return "".join(c if c.isalnum() else "-" for c in name).strip("-")
-
-
-def pid_alive(pid: int) -> bool:
-    if pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 class RunWriter:
     """Owns one run's `run.h5` for writing, in SWMR mode; also an event sink."""
 
-    def __init__(self, path: Path, file: h5py.File) -> None:
+    def __init__(self, path: Path, file: h5py.File, lock: WriterLock | None = None) -> None:
         self.path = path
         self.f = file
+        self.lock = lock  # engine.runlock: held from open to close, so readers can tell we are alive
         self._last_flush = 0.0
         names = json.loads(_s(file.attrs["series_names"]))
         self.specs = SeriesSet(SeriesSpec.from_attrs(n, file[f"series/{n}"].attrs) for n in names)
@@ -114,9 +99,14 @@ class RunWriter:
                series: Iterable[SeriesSpec], group: str = "") -> RunWriter:
         """A new run file with one (empty) dataset pair per declared series."""
         specs = SeriesSet(series)  # duplicate names fail here, before anything is written
-        run_dir.mkdir(parents=True, exist_ok=False)
+        run_dir.mkdir(parents=True, exist_ok=True)  # usually claimed already (engine.runlock.claim_run_dir)
+        lock = WriterLock.acquire(run_dir)  # before run.h5 exists, so no reader sees an unlocked 'running'
         path = run_dir / RUN_FILE
-        f = h5py.File(path, "w", libver="latest")
+        try:
+            f = h5py.File(path, "w-", libver="latest")  # never overwrite another run's record
+        except BaseException:
+            lock.release()
+            raise
         t, p = len(task_names), len(phase_tasks)
         a = f.attrs
         a["format_version"] = FORMAT_VERSION
@@ -147,7 +137,7 @@ class RunWriter:
         for spec in specs:
             _create_series(f, spec)
         f.swmr_mode = True
-        return cls(path, f)
+        return cls(path, f, lock)
 
     @classmethod
     def reopen(cls, run_dir: Path, counts: dict[str, int]) -> RunWriter:
@@ -156,18 +146,24 @@ class RunWriter:
         A series the checkpoint does not name had no rows then, so it is emptied.
         """
         path = run_dir / RUN_FILE
+        lock = WriterLock.acquire(run_dir)  # RunLockedError while another process writes it
         try:
-            f = h5py.File(path, "r+", libver="latest")
-        except OSError:
-            # A writer killed mid-run leaves HDF5's "open for writing" flag set; rebuild a clean copy.
-            _rewrite_clean(path)
-            f = h5py.File(path, "r+", libver="latest")
+            try:
+                f = h5py.File(path, "r+", libver="latest")
+            except OSError:
+                # A writer killed mid-run leaves HDF5's "open for writing" flag set; rebuild a clean copy.
+                _rewrite_clean(path)
+                f = h5py.File(path, "r+", libver="latest")
+        except BaseException:
+            lock.release()
+            raise
         version = int(f.attrs["format_version"])
         if version != FORMAT_VERSION:
             f.close()
+            lock.release()
             raise RunStoreError(f"run {run_dir} has run-file format {version}; "
                                 f"only format {FORMAT_VERSION} runs can be resumed.")
-        w = cls(path, f)
+        w = cls(path, f, lock)
         for name in w.specs.names():
             for ds in f[f"series/{name}"].values():
                 ds.resize(min(int(counts.get(name, 0)), ds.shape[0]), axis=0)
@@ -251,6 +247,8 @@ class RunWriter:
         if self.f.id.valid:
             self.flush(force=True)
             self.f.close()
+        if self.lock is not None:
+            self.lock.release()
 
 
 def _create_series(f: h5py.File, spec: SeriesSpec) -> None:
@@ -282,15 +280,6 @@ class RunStore:
 
     def __init__(self, root: Path) -> None:
         self.root = Path(root)
-
-    def new_run_dir(self, preset: str, seed: int, stamp: str | None = None) -> tuple[str, Path]:
-        """A fresh, unused run id and directory path (not created yet)."""
-        base = f"{stamp or _now_id()}-{_slug(preset)}-s{seed}"
-        run_id, n = base, 1
-        while (self.root / run_id).exists():
-            n += 1
-            run_id = f"{base}-{n}"
-        return run_id, self.root / run_id
 
     def check_writable(self) -> None:
         try:

@@ -18,6 +18,7 @@ import h5py
 import numpy as np
 
 from engine.errors import RunStoreError
+from engine.runlock import liveness, lock_held
 from engine.series import CURVES, SCALAR_NAMES, TRAINING_SERIES, SeriesSpec
 
 RUN_FILE = "run.h5"
@@ -79,12 +80,11 @@ class RunRecord:
 
     @property
     def live_status(self) -> str:
-        """`status`, except that a 'running' run whose process is gone reads 'interrupted'."""
-        from engine.store import pid_alive  # store.py imports this module; a late import avoids the cycle
-
-        if self.status == "running" and not pid_alive(self.pid):
-            return "interrupted"
-        return self.status
+        """`status`, except that a 'running' run nobody writes reads 'interrupted' (engine.runlock:
+        the writer's lock, else the heartbeat `times[0]`)."""
+        if self.status != "running":
+            return self.status
+        return liveness(self.status, lock_held(self.run_dir), self.updated)
 
     def scalar(self, name: str) -> np.ndarray:
         return self.scalars[:, self.scalar_names.index(name)]

@@ -8,8 +8,9 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from cltui import launcher
 from cltui.cli import app
+from engine.executor import LocalExecutor
+from engine.planning import PlannedRun
 
 runner = CliRunner()
 FAST = ["--set", "training.steps_per_task=5", "--set", "analyses.curves.every=5", "--no-live"]
@@ -27,19 +28,36 @@ def one_line_error(result, text: str) -> None:  # noqa: ANN001
 
 
 def test_run_passes_overrides_seed_and_device_to_the_engine(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    got = {}
+    got: list[tuple[LocalExecutor, PlannedRun]] = []
 
-    def fake_launch(cfg, runs_dir, data_dir=None, group="", detach=False, stop_at_step=None):  # noqa: ANN001, ANN202
-        got.update(cfg=cfg, runs_dir=runs_dir, data_dir=data_dir, group=group)
+    def fake_submit(self: LocalExecutor, run: PlannedRun, stop_at_step: int | None = None) -> None:
+        got.append((self, run))
         raise SystemExit(0)
 
-    monkeypatch.setattr(launcher, "launch_run", fake_launch)
+    monkeypatch.setattr(LocalExecutor, "submit", fake_submit)
     r = runner.invoke(app, ["run", "demo", "--set", "training.lr=0.05", "--set", "model.hidden=[7]", "--seed", "4",
                             "--device", "cpu", "--runs-dir", str(tmp_path), "--data-dir", "/data"])
     assert r.exit_code == 0
-    cfg = got["cfg"]
+    ((executor, run),) = got
+    cfg = run.config
     assert cfg.training.lr == 0.05 and cfg.model.options.hidden == [7] and cfg.seed == 4 and cfg.device == "cpu"
-    assert got["runs_dir"] == tmp_path and got["data_dir"] == "/data" and got["group"] == ""
+    assert executor.runs_dir == tmp_path.absolute() and executor.data_dir == "/data" and run.group == ""
+    assert run.overrides == ("training.lr=0.05", "model.hidden=[7]")
+
+
+def test_seeds_and_grid_are_planned_by_the_engine(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    got: list[PlannedRun] = []
+
+    def fake_submit(self: LocalExecutor, run: PlannedRun, stop_at_step: int | None = None) -> None:
+        got.append(run)
+        raise RuntimeError("stop after planning")
+
+    monkeypatch.setattr(LocalExecutor, "submit", fake_submit)
+    # The first submit raises, so only the plan's first run is seen; the printed groups show the rest.
+    r = runner.invoke(app, ["run", "demo", "--seeds", "2", "--grid", "training.lr=0.1,0.01", "--runs-dir", str(tmp_path)])
+    assert isinstance(r.exception, RuntimeError)
+    assert got[0].config.training.lr == 0.1 and got[0].config.seed == 0 and got[0].group
+    assert r.output.count("seed group") == 2 and "training.lr=0.01" in r.output
 
 
 def test_presets_list_filter_and_show() -> None:
@@ -118,14 +136,16 @@ def test_real_run_then_runs_show_export_resume(tmp_path: Path) -> None:
 def test_interrupted_run_resumes_from_the_cli(tmp_path: Path) -> None:
     from engine.presets import load_preset
 
-    cfg = load_preset("demo", ["training.steps_per_task=5", "analyses.curves.enabled=false"])
-    launched = launcher.launch_run(cfg, tmp_path, stop_at_step=12)
-    assert launched.wait_for_run()
-    assert launched.proc.wait() == 3  # interrupted
+    # No checkpoint on interrupt: the last one is at the end of task 2 (step 10), before the stop at 12.
+    cfg = load_preset("demo", ["training.steps_per_task=5", "analyses.curves.enabled=false", "checkpoint.on_interrupt=false"])
+    handle = LocalExecutor(tmp_path).submit(PlannedRun(cfg), stop_at_step=12)
+    assert handle.proc is not None and handle.proc.wait() == 3  # interrupted
     r = invoke("runs", "--runs-dir", str(tmp_path))
     assert "interrupted" in r.output
-    r = invoke("resume", launched.run_id, "--runs-dir", str(tmp_path), "--no-live")
+    r = invoke("resume", handle.run_id, "--runs-dir", str(tmp_path), "--no-live")
     assert r.exit_code == 0, r.output
+    # The resume starts from the checkpoint's step, not the step where the run stopped.
+    assert f"{handle.run_id}: resumes from step 10" in r.output
     assert "finished" in invoke("runs", "--runs-dir", str(tmp_path)).output
 
 

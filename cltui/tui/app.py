@@ -1,9 +1,10 @@
 """The cltui Textual app: four screens as modes (1 Presets, 2 Runs, 3 Live, 4 Compare), the store
-poller that feeds them, and the workers that launch or resume runs.
+poller that feeds them, and the workers that plan, launch, resume and stop runs.
 
-`create_app(store, launcher, settings)` builds it from injected objects (tests pass a fake
-launcher and a temporary store); `run_tui()` is what bare `cltui` runs. Never imports torch:
-training happens in `python -m engine` processes started by the launcher.
+`create_app(store, executor, settings)` builds it from injected objects (tests pass a fake
+executor and a temporary store); `run_tui()` is what bare `cltui` runs. Never imports torch:
+training happens in `python -m engine` processes started by engine.executor.LocalExecutor
+(detached, so runs outlive the TUI). Seed groups are planned by engine.planning, not here.
 """
 
 from __future__ import annotations
@@ -28,12 +29,13 @@ from cltui.tui.screens.help import HelpScreen
 from cltui.tui.screens.live import LiveScreen
 from cltui.tui.screens.presets import PresetsScreen
 from cltui.tui.screens.runs import RunsScreen
-from cltui.tui.services import Launcher, LaunchError, ProcessLauncher, Settings
+from cltui.tui.services import Settings
 from engine.errors import CltuiError
+from engine.executor import Executor, RunHandle
 from engine.store import RunRecord, RunStore
 
 if TYPE_CHECKING:
-    from engine.config import RunConfig
+    from engine.planning import PlannedRun
 
 SCREENS: dict[str, type[Screen]] = {"presets": PresetsScreen, "runs": RunsScreen, "live": LiveScreen,
                                     "compare": CompareScreen}
@@ -75,10 +77,12 @@ class CltuiApp(App[None]):
         what: str
         error: str
 
-    def __init__(self, store: RunStore, launcher: Launcher, settings: Settings) -> None:
+    def __init__(self, store: RunStore, executor: Executor, settings: Settings) -> None:
         super().__init__()
-        self.store, self.launcher, self.settings = store, launcher, settings
+        self.store, self.executor, self.settings = store, executor, settings
         self.latest_records: list[RunRecord] = []
+        self._handles: list[RunHandle] = []  # runs this app started and has not seen end yet
+        self._handles_lock = threading.Lock()
         self._poll_wake = threading.Event()
         self._closing = False
         for mode, cls in SCREENS.items():
@@ -101,7 +105,7 @@ class CltuiApp(App[None]):
         poller = RunPoller(self.store)
         last: tuple | None = None
         while not (worker.is_cancelled or self._closing):
-            self.launcher.reap()
+            self._observe()
             records = poller.poll()
             sig = _records_signature(records)
             if sig != last:
@@ -109,6 +113,15 @@ class CltuiApp(App[None]):
                 self.post_message(self.RunsPolled(records))
             self._poll_wake.wait(self.settings.runs_poll)
             self._poll_wake.clear()
+
+    def _observe(self) -> None:
+        """Poll the runs this app started, so ended ones are collected (a detached child that is
+        never polled stays a zombie for as long as the TUI is open)."""
+        with self._handles_lock:
+            handles = list(self._handles)
+        ended = [h for h in handles if self.executor.poll(h) is not None]
+        with self._handles_lock:
+            self._handles = [h for h in self._handles if h not in ended]
 
     def on_unmount(self) -> None:
         # Quitting waits for worker threads: wake the store poller so it ends at once.
@@ -153,32 +166,45 @@ class CltuiApp(App[None]):
         screen.show_runs(run_dirs)
 
     # -- launching -----------------------------------------------------------------------------
-    def start_runs(self, cfgs: list[RunConfig], group: str = "") -> None:
-        """Launch each config detached; the Live screen follows the first one."""
-        what = cfgs[0].name + (f" ×{len(cfgs)} seeds" if len(cfgs) > 1 else "")
+    def start_runs(self, preset: str, overrides: list[str], seeds: int = 1) -> None:
+        """Plan `preset` with `overrides` over `seeds` seeds (engine.planning) and start every run
+        detached; the Live screen follows the first one."""
+        what = preset + (f" ×{seeds} seeds" if seeds > 1 else "")
         self._live().show_starting(what)
-        self._launch(cfgs, group, what)
+        self._launch(preset, list(overrides), seeds, what)
 
     def resume_run(self, run_dir: Path) -> None:
         self._live().show_starting(f"resuming {Path(run_dir).name}")
         self._resume(Path(run_dir))
 
+    def stop_run(self, rec: RunRecord) -> None:
+        """Ask a running run (started here or anywhere on this machine) to checkpoint and stop."""
+        try:
+            self.executor.stop(RunHandle(rec.run_id, rec.run_dir))
+        except (CltuiError, OSError) as e:
+            self.notify(f"could not stop {rec.run_id}: {e}", severity="error")
+
+    def _started(self, handle: RunHandle, first: bool) -> None:
+        with self._handles_lock:
+            self._handles.append(handle)
+        self.post_message(self.Launched(handle.run_dir, first=first))
+
     @work(thread=True, group="launch")
-    def _launch(self, cfgs: list[RunConfig], group: str, what: str) -> None:
-        for k, cfg in enumerate(cfgs):
-            try:
-                run_dir = self.launcher.launch(cfg, self.settings.runs_dir, self.settings.data_dir, group=group)
-            except (LaunchError, CltuiError, OSError) as e:
-                self.post_message(self.LaunchFailed(what, str(e)))
-                return
-            self.post_message(self.Launched(run_dir, first=k == 0))
+    def _launch(self, preset: str, overrides: list[str], seeds: int, what: str) -> None:
+        from engine.planning import plan
+
+        try:
+            runs: list[PlannedRun] = plan(preset, overrides, seeds)
+            for k, run in enumerate(runs):
+                self._started(self.executor.submit(run), first=k == 0)
+        except (CltuiError, OSError) as e:  # RunStartError: the engine's structured error line
+            self.post_message(self.LaunchFailed(what, str(e)))
 
     @work(thread=True, group="launch")
     def _resume(self, run_dir: Path) -> None:
         try:
-            self.post_message(self.Launched(self.launcher.resume(run_dir, self.settings.runs_dir,
-                                                                 self.settings.data_dir), first=True))
-        except (LaunchError, CltuiError, OSError) as e:
+            self._started(self.executor.resume(run_dir), first=True)
+        except (CltuiError, OSError) as e:
             self.post_message(self.LaunchFailed(f"resume of {run_dir.name}", str(e)))
 
     def on_cltui_app_launched(self, msg: Launched) -> None:
@@ -206,9 +232,9 @@ class CltuiApp(App[None]):
                                 partial(self.open_run, rec.run_dir), discover=False)
 
 
-def create_app(store: RunStore, launcher: Launcher, settings: Settings) -> CltuiApp:
+def create_app(store: RunStore, executor: Executor, settings: Settings) -> CltuiApp:
     """The app from injected parts: the real ones in run_tui(), fakes in tests."""
-    return CltuiApp(store, launcher, settings)
+    return CltuiApp(store, executor, settings)
 
 
 def run_tui(runs_dir: Path | None = None, data_dir: str | None = None) -> None:
@@ -219,4 +245,7 @@ def run_tui(runs_dir: Path | None = None, data_dir: str | None = None) -> None:
     if data_dir is not None:
         overrides["data_dir"] = data_dir
     settings = Settings.from_env(**overrides)
-    create_app(RunStore(settings.runs_dir), ProcessLauncher(), settings).run()
+    from engine.executor import LocalExecutor
+
+    executor = LocalExecutor(settings.runs_dir, settings.data_dir, detach=True)
+    create_app(RunStore(settings.runs_dir), executor, settings).run()

@@ -19,8 +19,8 @@ from textual.widget import Widget
 from textual.widgets import DataTable, Static
 
 from cltui.live import sparkline
-from cltui.tui.records import fmt_seconds, progress
-from cltui.views import fmt, status_style
+from cltui.views import status_style
+from engine.presentation import fmt, phase_label, progress_of
 from engine.store import RunRecord
 
 TABS = (("presets", "Presets"), ("runs", "Runs"), ("live", "Live"), ("compare", "Compare"))
@@ -91,8 +91,7 @@ def heat_table(rec: RunRecord, title: str = "accuracy % · row i: after task i")
     width = len(f"{100:.{digits}f}")
     labels = []
     for tasks in rec.phase_tasks:
-        label = "+".join(rec.task_names[j] for j in tasks) if len(tasks) < 3 else "all"
-        labels.append(label[:8])
+        labels.append(phase_label(rec.task_names, tasks)[:8])
     label_w = max(len(x) for x in labels) if labels else 3
     out = Text(no_wrap=True, overflow="crop")
     out.append(title + "\n", style="bold")
@@ -118,16 +117,13 @@ def heat_table(rec: RunRecord, title: str = "accuracy % · row i: after task i")
 
 def progress_table(rec: RunRecord) -> Table:
     """Run and task progress bars with step rate and ETA."""
-    p = progress(rec)
+    p = progress_of(rec)
     t = Table.grid(padding=(0, 1), expand=True)
     t.add_column(justify="right", style="bold", no_wrap=True)
     t.add_column(ratio=1)
     t.add_column(no_wrap=True)
-    rate = "" if math.isnan(p.rate) else f" · {p.rate:.0f} it/s"
-    eta = "" if math.isnan(p.eta) else f" · ETA {fmt_seconds(p.eta)}"
-    t.add_row("run", ProgressBar(total=max(p.total, 1), completed=p.done), f"{p.done}/{p.total}{rate}{eta}")
-    t.add_row(f"task {p.phase + 1}/{p.n_phases}", ProgressBar(total=max(p.phase_total, 1), completed=p.in_phase),
-              f"{p.phase_label}: {p.in_phase}/{p.phase_total}")
+    t.add_row("run", ProgressBar(total=max(p.total, 1), completed=p.done), p.run_line())
+    t.add_row(p.title, ProgressBar(total=max(p.phase_total, 1), completed=p.in_phase), p.phase_line)
     return t
 
 
@@ -179,6 +175,3 @@ class LossLine(Widget):
         out.append(tail)
         return out
 
-
-def metric_cell(v: float, spread: float | None = None) -> str:
-    return fmt(v) + (f" ± {fmt(spread)}" if spread is not None and not math.isnan(spread) else "")

@@ -1,6 +1,6 @@
 """Speed of the TUI (a benchmark, not a test: `python -m tests.tui.bench_tui`).
 
-1. Cold start: a fresh `python` process builds the app (real ProcessLauncher, env settings) and
+1. Cold start: a fresh `python` process builds the app (real LocalExecutor, env settings) and
    runs it headless; the time from spawning the process to the first screen's first refresh.
 2. One frame of the Live screen for a run with a 20×20 accuracy matrix and 20 forgetting curves
    (10 000 steps: 500 curve points × 20 tasks, 1 000 scalar rows), built synthetically with
@@ -27,11 +27,12 @@ import sys, time
 t_import = time.time()
 from pathlib import Path
 from cltui.tui.app import create_app
-from cltui.tui.services import ProcessLauncher, Settings
+from cltui.tui.services import Settings
+from engine.executor import LocalExecutor
 from engine.store import RunStore
 t_imported = time.time()
 s = Settings.from_env()
-app = create_app(RunStore(s.runs_dir), ProcessLauncher(), s)
+app = create_app(RunStore(s.runs_dir), LocalExecutor(s.runs_dir, detach=True), s)
 
 def first_frame():
     import resource
@@ -81,7 +82,7 @@ async def frame_times(run_dir: Path, size: tuple[int, int], n: int = 20) -> None
     from cltui.tui.screens.live import LiveScreen
     from cltui.tui.services import Settings
     from engine.store import RunStore, read_run
-    from tests.tui.conftest import FakeLauncher
+    from tests.tui.conftest import FakeExecutor
 
     t = time.perf_counter()
     reads = []
@@ -100,7 +101,7 @@ async def frame_times(run_dir: Path, size: tuple[int, int], n: int = 20) -> None
 
     live_screen.PLOT_EVERY = 0.0  # measure every redraw (the app draws a running run's plot at most 1/s)
     settings = Settings(runs_dir=run_dir.parent, runs_poll=3600, live_poll=3600, start_mode="live")
-    app = create_app(RunStore(run_dir.parent), FakeLauncher(run_dir.parent), settings)
+    app = create_app(RunStore(run_dir.parent), FakeExecutor(run_dir.parent), settings)
     async with app.run_test(size=size) as pilot:
         screen = app.screen
         assert isinstance(screen, LiveScreen)

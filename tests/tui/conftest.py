@@ -1,5 +1,5 @@
 """Fixtures for the TUI tests: run files built with engine.store.RunWriter from synthetic event
-streams (no torch), a fake launcher that records what it was asked to start, and the app factory."""
+streams (no torch), a fake executor that records what it was asked to start, and the app factory."""
 
 from __future__ import annotations
 
@@ -12,11 +12,13 @@ import numpy as np
 import pytest
 
 from cltui.tui.app import create_app
-from cltui.tui.services import LaunchError, Settings
+from cltui.tui.services import Settings
 from engine import events as ev
-from engine.config import RunConfig
+from engine.executor import LocalExecutor, RunHandle, RunStartError
 from engine.metrics import summary
 from engine.series import CURVES, TRAINING_SERIES, SeriesSpec
+from engine.planning import PlannedRun
+from engine.runlock import write_checkpoint_mark
 from engine.store import RunStore, RunWriter
 
 DEAD_PID = 999_999_999  # above any pid_max: os.kill reports no such process
@@ -76,6 +78,7 @@ class SyntheticRun:
         row = [acc_value(phase, j, self.seed, self.forget) for j in range(self.n_tasks)]
         self.writer(ev.PhaseEvaluated(phase, row, seconds=1.5))
         self.acc[phase] = row
+        write_checkpoint_mark(self.run_dir, (phase + 1) * self.steps)  # as the engine's per-task checkpoint
 
     def run_phases(self, n: int) -> None:
         for _ in range(n):
@@ -130,31 +133,40 @@ def failed_run(root: Path, run_id: str, error: str, **kw: Any) -> Path:
 
 
 @dataclass
-class FakeLauncher:
-    """Records what it was asked to start; can create a run file for it, or fail like the engine."""
+class FakeExecutor:
+    """An engine.executor.Executor that records what it was asked to start and writes a synthetic run
+    file for it (no torch), or fails like the engine does before a run exists. `stop` is the real
+    LocalExecutor's (SIGTERM to the writer of a locked run)."""
 
     root: Path
-    launched: list[tuple[RunConfig, Path, str | None, str]] = field(default_factory=list)
+    submitted: list[PlannedRun] = field(default_factory=list)
     resumed: list[Path] = field(default_factory=list)
+    stopped: list[Path] = field(default_factory=list)
     fail_with: str = ""
-    reaped: int = 0
+    polled: int = 0
 
-    def launch(self, cfg: RunConfig, runs_dir: Path, data_dir: str | None, group: str = "") -> Path:
+    def submit(self, run: PlannedRun, stop_at_step: int | None = None) -> RunHandle:
         if self.fail_with:
-            raise LaunchError(self.fail_with)
-        self.launched.append((cfg, runs_dir, data_dir, group))
-        run = start_run(Path(runs_dir), f"launched-{len(self.launched)}", seed=cfg.seed, method=cfg.method.name,
-                        preset=cfg.name, group=group)
-        run.run_phases(1)
-        run.writer.close()
-        return run.run_dir
+            raise RunStartError(self.fail_with, "DeviceError")
+        self.submitted.append(run)
+        cfg = run.config
+        syn = start_run(self.root, f"launched-{len(self.submitted)}", seed=cfg.seed, method=cfg.method.name,
+                        preset=cfg.name, group=run.group)
+        syn.run_phases(1)
+        syn.writer.close()
+        return RunHandle(syn.run_dir.name, syn.run_dir)
 
-    def resume(self, run_dir: Path, runs_dir: Path, data_dir: str | None) -> Path:
+    def resume(self, run_dir: Path, stop_at_step: int | None = None) -> RunHandle:
         self.resumed.append(Path(run_dir))
-        return Path(run_dir)
+        return RunHandle(Path(run_dir).name, Path(run_dir))
 
-    def reap(self) -> None:
-        self.reaped += 1
+    def poll(self, handle: RunHandle) -> str | None:
+        self.polled += 1
+        return LocalExecutor(self.root).poll(handle)
+
+    def stop(self, handle: RunHandle) -> None:
+        self.stopped.append(handle.run_dir)
+        LocalExecutor(self.root).stop(handle)
 
 
 @pytest.fixture
@@ -165,16 +177,16 @@ def runs_dir(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def launcher(runs_dir: Path) -> FakeLauncher:
-    return FakeLauncher(runs_dir)
+def executor(runs_dir: Path) -> FakeExecutor:
+    return FakeExecutor(runs_dir)
 
 
 @pytest.fixture
-def make_app(runs_dir: Path, launcher: FakeLauncher):  # type: ignore[no-untyped-def]
+def make_app(runs_dir: Path, executor: FakeExecutor):  # type: ignore[no-untyped-def]
     def make(**settings: Any):  # type: ignore[no-untyped-def]
         base: dict[str, Any] = {"runs_dir": runs_dir, "data_dir": "/data", "runs_poll": 0.1, "live_poll": 0.05}
         base.update(settings)
-        return create_app(RunStore(runs_dir), launcher, Settings(**base))
+        return create_app(RunStore(runs_dir), executor, Settings(**base))
 
     return make
 

@@ -14,7 +14,7 @@ from cltui.tui.screens.runs import RunsScreen
 from cltui.tui.services import Settings
 from cltui.tui.widgets import NavBar
 
-from .conftest import FakeLauncher, finished_run, wait_for
+from .conftest import FakeExecutor, finished_run, wait_for
 
 
 async def test_starts_on_presets_without_runs_and_tabs_switch(make_app) -> None:  # type: ignore[no-untyped-def]
@@ -64,14 +64,14 @@ async def test_help_and_palette_commands(make_app, runs_dir: Path) -> None:  # t
         await wait_for(pilot, lambda: isinstance(app.screen, CompareScreen), what="palette command")
 
 
-async def test_quit_leaves_runs_alone(make_app, runs_dir: Path, launcher: FakeLauncher) -> None:  # type: ignore[no-untyped-def]
+async def test_quit_leaves_runs_alone(make_app, runs_dir: Path, executor: FakeExecutor) -> None:  # type: ignore[no-untyped-def]
     finished_run(runs_dir, "one")
     app = make_app()
     async with app.run_test(size=(80, 24)) as pilot:
         await pilot.press("q")
         await pilot.pause(0.1)
     assert (runs_dir / "one" / "run.h5").is_file()
-    assert launcher.launched == [] and launcher.resumed == []
+    assert executor.submitted == [] and executor.resumed == []
 
 
 def test_settings_from_env(monkeypatch, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]

@@ -24,10 +24,11 @@ def test_building_the_app_does_not_import_torch(tmp_path) -> None:  # type: igno
         "import sys\n"
         "from pathlib import Path\n"
         "from cltui.tui.app import create_app\n"
-        "from cltui.tui.services import ProcessLauncher, Settings\n"
+        "from cltui.tui.services import Settings\n"
+        "from engine.executor import LocalExecutor\n"
         "from engine.store import RunStore\n"
         f"s = Settings(runs_dir=Path({str(tmp_path)!r}))\n"
-        "create_app(RunStore(s.runs_dir), ProcessLauncher(), s)\n"
+        "create_app(RunStore(s.runs_dir), LocalExecutor(s.runs_dir, detach=True), s)\n"
         "sys.exit(3 if 'torch' in sys.modules else 0)\n"
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)

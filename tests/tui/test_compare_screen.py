@@ -8,7 +8,7 @@ from cltui.tui.screens.compare import CompareScreen
 from cltui.tui.screens.live import LiveScreen
 from engine.store import read_run
 
-from .conftest import finished_run, start_run, wait_for, wait_text
+from .conftest import finished_run, screen_text, start_run, wait_for, wait_text
 
 
 async def test_compare_two_runs(make_app, runs_dir: Path) -> None:  # type: ignore[no-untyped-def]
@@ -24,7 +24,8 @@ async def test_compare_two_runs(make_app, runs_dir: Path) -> None:  # type: igno
         assert f"{fa:.2f}" in text and f"{fb:.2f}" in text
         assert "mean accuracy (%) of seen tasks vs step" in text
         assert "1 ewc s0" in text and "2 finetune s0" in text  # plot legend and matrix titles
-        assert text.count("T5") >= 2  # both matrices
+        # Both matrices (mounted just after the table: on a busy machine a frame may show only the table).
+        await wait_for(pilot, lambda: screen_text(app).count("T5") >= 2, what="both matrices")
         screen = app.screen
         assert isinstance(screen, CompareScreen) and len(screen.recs) == 2
         await pilot.press("o")

@@ -9,7 +9,7 @@ from cltui.tui.screens.live import LiveScreen
 from cltui.tui.screens.presets import PresetsScreen
 from cltui.tui.screens.runs import RunsScreen
 
-from .conftest import FakeLauncher, dead_run, failed_run, screen_text, start_run, wait_for, wait_text
+from .conftest import FakeExecutor, dead_run, failed_run, screen_text, start_run, wait_for, wait_text
 
 
 async def test_live_view_fills_in_as_the_run_is_written(make_app, runs_dir: Path) -> None:  # type: ignore[no-untyped-def]
@@ -21,8 +21,9 @@ async def test_live_view_fills_in_as_the_run_is_written(make_app, runs_dir: Path
         assert "0/500" in text and "no steps logged yet" in text
         run.step_events(0, upto=50)
         run.writer.flush(force=True)
-        text = await wait_text(pilot, "50/500")
-        assert "T1: 50/100" in text and "250 it/s" in text and "loss" in text
+        # Progress, the rate and the task label come from separate reads of the record: wait for the rate.
+        text = await wait_text(pilot, "250 it/s")
+        assert "50/500" in text and "T1: 50/100" in text and "250 it/s" in text and "loss" in text
         live = app.screen
         assert isinstance(live, LiveScreen)
         assert live.rec is not None and live.rec.curve_steps.size == 2
@@ -47,16 +48,17 @@ async def test_live_view_fills_in_as_the_run_is_written(make_app, runs_dir: Path
         assert "BWT" in text and "-20.00" in text  # mean over j<4 of acc[4, j] - acc[j, j] = -8 * (4 - j)
 
 
-async def test_dead_process_reads_as_interrupted(make_app, runs_dir: Path, launcher: FakeLauncher) -> None:  # type: ignore[no-untyped-def]
+async def test_dead_process_reads_as_interrupted(make_app, runs_dir: Path, executor: FakeExecutor) -> None:  # type: ignore[no-untyped-def]
     dead_run(runs_dir, "killed")
     app = make_app(start_mode="runs")
     async with app.run_test(size=(100, 30)) as pilot:
         await wait_text(pilot, "interrupted")
         await pilot.press("enter")
         text = await wait_text(pilot, "killed  interrupted")
-        assert "interrupted at step 240: r resumes" in text
+        # Killed at step 240; the last checkpoint (end of task 2) is at step 200.
+        assert "interrupted at step 240: r resumes from step 200" in text
         await pilot.press("r")
-        await wait_for(pilot, lambda: launcher.resumed == [runs_dir / "killed"])
+        await wait_for(pilot, lambda: executor.resumed == [runs_dir / "killed"])
 
 
 async def test_failed_run_shows_error_and_app_stays_responsive(make_app, runs_dir: Path) -> None:  # type: ignore[no-untyped-def]

@@ -1,4 +1,5 @@
-"""The TUI's plain helpers over run records: polling cache, filter, sort, seed groups, progress."""
+"""The TUI's plain helpers over run records (polling cache, filter, sort), and engine.presentation's
+progress and group statistics on real run files."""
 
 from __future__ import annotations
 
@@ -9,9 +10,9 @@ import pytest
 
 import numpy as np
 
-from cltui.tui.records import (RunPoller, group_stats, matches, mean_seen_curve, progress, recent_rate,
-                               sort_records)
+from cltui.tui.records import RunPoller, matches, mean_seen_curve, sort_records
 from cltui.tui.screens.presets import parse_overrides
+from engine.presentation import group_stats, progress_of, recent_rate
 from engine.store import RunStore, read_run
 
 from .conftest import acc_value, dead_run, finished_run, start_run
@@ -45,14 +46,16 @@ def test_sort_by_metric_puts_best_first_and_missing_last(runs_dir: Path) -> None
     assert [r.run_id for r in sort_records([bad, dead, good], "final", reverse=True)] == ["bad", "good", "dead"]
 
 
-def test_group_stats_are_mean_and_population_std(runs_dir: Path) -> None:
+def test_group_stats_are_mean_and_sample_std(runs_dir: Path) -> None:
     recs = [read_run(finished_run(runs_dir, f"g{s}", seed=s, group="G")) for s in (0, 2)]
     recs.append(read_run(finished_run(runs_dir, "solo")))
     (g,) = group_stats(recs)
     finals = [recs[0].metrics["final"], recs[1].metrics["final"]]
+    assert finals[0] != finals[1]
     assert g.runs == ["g0", "g2"] and g.statuses == {"finished": 2}
     assert g.mean["final"] == pytest.approx(sum(finals) / 2)
-    assert g.std["final"] == pytest.approx(abs(finals[0] - finals[1]) / 2)
+    # Sample std (n-1) of two values: |a - b| / sqrt(2).
+    assert g.std["final"] == pytest.approx(abs(finals[0] - finals[1]) / math.sqrt(2))
 
 
 def test_progress_of_a_run_in_its_third_task(runs_dir: Path) -> None:
@@ -60,7 +63,7 @@ def test_progress_of_a_run_in_its_third_task(runs_dir: Path) -> None:
     run.run_phases(2)
     run.step_events(2, upto=50)
     run.writer.flush(force=True)
-    p = progress(read_run(run.run_dir))
+    p = progress_of(read_run(run.run_dir))
     assert (p.done, p.total, p.phase, p.in_phase, p.phase_label) == (250, 500, 2, 50, "T3")
     assert p.rate == pytest.approx(250.0) and p.eta == pytest.approx(1.0)
     run.writer.close()
@@ -85,32 +88,3 @@ def test_parse_overrides_allows_quotes_and_commas() -> None:
     assert parse_overrides("training.lr=0.01, seed=3") == ["training.lr=0.01", "seed=3"]
     assert parse_overrides('description="a b"') == ["description=a b"]
     assert parse_overrides('description="unclosed') == ['description="unclosed']
-
-
-def test_process_launcher_reports_the_engines_error_line(tmp_path: Path) -> None:
-    from cltui.tui.services import _last_error
-
-    log = tmp_path / ".logs" / "launch.log"
-    log.parent.mkdir()
-    log.write_text("some warning\nerror: CUDA was requested but no GPU is visible\nTraceback-free tail\n")
-    assert _last_error(log) == "CUDA was requested but no GPU is visible"
-    assert _last_error(tmp_path / "missing.log") == ""
-
-
-def test_process_launcher_reaps_exited_children() -> None:
-    import subprocess
-    import sys
-
-    from cltui.tui.services import ProcessLauncher
-
-    launcher = ProcessLauncher()
-    done = subprocess.Popen([sys.executable, "-c", "pass"])
-    done.wait()
-    going = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
-    try:
-        launcher._children += [done, going]
-        launcher.reap()
-        assert launcher._children == [going]
-    finally:
-        going.kill()
-        going.wait()

@@ -13,7 +13,7 @@ from cltui.tui.screens.live import LiveScreen
 from cltui.tui.screens.runs import RunsScreen
 from engine.store import read_run
 
-from .conftest import FakeLauncher, dead_run, failed_run, finished_run, start_run, wait_for, wait_text
+from .conftest import FakeExecutor, dead_run, failed_run, finished_run, start_run, wait_for, wait_text
 
 
 def _ids(app) -> list[str]:  # type: ignore[no-untyped-def]
@@ -44,9 +44,9 @@ async def test_runs_list_statuses_and_group_mean_std(make_app, runs_dir: Path) -
         assert status == {"live": "running", "crashed": "failed", "killed": "interrupted", "ft-s0": "finished",
                           "ewc-s1": "finished", "ewc-s0": "finished"}
         finals = [read_run(runs_dir / r).metrics["final"] for r in ("ewc-s0", "ewc-s1")]
-        mean, std = sum(finals) / 2, abs(finals[0] - finals[1]) / 2
+        mean, std = sum(finals) / 2, abs(finals[0] - finals[1]) / 2 ** 0.5  # sample std (n-1) of two runs
         text = await wait_text(pilot, f"{mean:.2f} ± {std:.2f}")
-        assert "seed groups" in text and "2 finished" in text
+        assert "seed groups: metrics as mean ± sample std (n−1)" in text and "2 finished" in text
         # A run that finishes elsewhere shows up as finished within a poll.
         live.run_phases(4)
         live.finish()
@@ -102,7 +102,7 @@ async def test_running_run_is_not_deleted(make_app, runs_dir: Path) -> None:  # 
         assert isinstance(app.screen, RunsScreen) and (runs_dir / "live").is_dir()
 
 
-async def test_resume_interrupted_run_via_launcher(make_app, runs_dir: Path, launcher: FakeLauncher) -> None:  # type: ignore[no-untyped-def]
+async def test_resume_interrupted_run_via_the_executor(make_app, runs_dir: Path, executor: FakeExecutor) -> None:  # type: ignore[no-untyped-def]
     _populate(runs_dir)
     app = make_app()
     async with app.run_test(size=(120, 30)) as pilot:
@@ -111,10 +111,10 @@ async def test_resume_interrupted_run_via_launcher(make_app, runs_dir: Path, lau
         table.move_cursor(row=_ids(app).index("ewc-s0"))
         await pilot.press("r")  # finished: refused
         await pilot.pause(0.2)
-        assert launcher.resumed == []
+        assert executor.resumed == []
         table.move_cursor(row=_ids(app).index("killed"))
         await pilot.press("r")
-        await wait_for(pilot, lambda: launcher.resumed == [runs_dir / "killed"], what="resume")
+        await wait_for(pilot, lambda: executor.resumed == [runs_dir / "killed"], what="resume")
         assert isinstance(app.screen, LiveScreen)
         await wait_text(pilot, "killed  interrupted")
 

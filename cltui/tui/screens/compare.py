@@ -25,10 +25,16 @@ from textual.screen import Screen
 from textual.widgets import Footer, Static
 from textual.worker import get_current_worker
 
-from cltui.tui.records import metrics_of
 from cltui.tui.widgets import NavBar, heat_table
-from cltui.views import METRIC_LABELS, fmt, reference, status_style
+from cltui.views import status_style
 from engine.errors import RunStoreError
+from engine.presentation import (
+    fmt,
+    has_reference,
+    metric_rows,
+    metrics_of,
+    reference_of,
+)
 from engine.store import RunRecord, read_run
 
 if TYPE_CHECKING:
@@ -41,23 +47,22 @@ def compare_table(recs: list[RunRecord]) -> Table:
     t.add_column("")
     for k, r in enumerate(recs, 1):
         t.add_column(f"{k}", justify="right", no_wrap=True)
-    ref = reference(recs[0]) if recs else {}
-    has_ref = ref.get("during") is not None or ref.get("final") is not None
+    ref = reference_of(recs[0]) if recs else {}
+    has_ref = has_reference(ref)
     if has_ref:
         t.add_column("ref", justify="right", style="dim")
     pad = [""] if has_ref else []
     t.add_row("method", *[r.method for r in recs], *pad)
     t.add_row("seed", *[str(r.seed) for r in recs], *pad)
     t.add_row("status", *[Text(r.live_status, style=status_style(r.live_status)) for r in recs], *pad)
-    ms = [metrics_of(r) for r in recs]
-    for key, label in METRIC_LABELS.items():
-        vals = [m.get(key, math.nan) for m in ms]
+    per_run = [metric_rows(metrics_of(r), ref) for r in recs]
+    for k, first in enumerate(per_run[0] if per_run else []):
+        vals = [rows[k].value for rows in per_run]
         finite = [v for v in vals if not math.isnan(v)]
         # The best value of a row in bold (for forgetting, lower is better).
-        best = (min(finite) if key == "forgetting" else max(finite)) if len(finite) > 1 else None
+        best = (min(finite) if first.key == "forgetting" else max(finite)) if len(finite) > 1 else None
         cells = [Text(fmt(v), style="bold green" if best is not None and v == best else "") for v in vals]
-        r = ref.get(key) if key in ("during", "final") else None
-        t.add_row(label, *cells, *([fmt(r) if r is not None else ""] if has_ref else []))
+        t.add_row(first.label, *cells, *([first.reference_cell] if has_ref else []))
     return t
 
 
@@ -101,7 +106,9 @@ class CompareScreen(Screen[None]):
         return self.query_one("#compare-curves", CurvesPlot)
 
     def compose(self) -> ComposeResult:
-        from cltui.tui.plot import CurvesPlot  # plotext (~50 ms): imported when this screen is first shown
+        from cltui.tui.plot import (
+            CurvesPlot,  # plotext (~50 ms): imported when this screen is first shown
+        )
 
         yield NavBar(self.MODE)
         with Vertical(id="compare-body"):

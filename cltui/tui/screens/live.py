@@ -7,8 +7,6 @@ of a failed run. It follows the store, not a process, so runs started anywhere s
 
 from __future__ import annotations
 
-import os
-import signal
 import threading
 import time
 from dataclasses import dataclass
@@ -27,11 +25,11 @@ from textual.widgets import Footer, Static
 from textual.timer import Timer
 from textual.worker import get_current_worker
 
-from cltui.tui.records import metrics_of
 from cltui.tui.screens.confirm import ConfirmScreen
 from cltui.tui.widgets import LossLine, NavBar, heat_table, progress_table, run_header
-from cltui.views import metrics_table, reference
+from cltui.views import metrics_table
 from engine.errors import RunStoreError
+from engine.presentation import error_summary, metrics_of, reference_of, resume_of
 from engine.store import RunRecord, read_run
 
 if TYPE_CHECKING:
@@ -236,7 +234,7 @@ class LiveScreen(Screen[None]):
             return
         self._matrix_key = matrix_key
         self.query_one("#live-matrix", Static).update(heat_table(rec))
-        ref = reference(rec)
+        ref = reference_of(rec)
         parts = [Text(""), metrics_table(rec, metrics_of(rec))]
         if ref.get("source"):
             parts.append(Text(f"reference: {ref['source']}", style="dim"))
@@ -248,11 +246,13 @@ class LiveScreen(Screen[None]):
         st = rec.live_status
         if st == "failed":
             lines = rec.error.strip().splitlines() or ["(no error text)"]
-            alert.update(Text(f"failed: {lines[0]}  (r resumes from the last checkpoint; full error below)",
-                              style="bold red"))
+            res = resume_of(rec)
+            hint = f"r {res.text}" if res.possible else res.text
+            alert.update(Text(f"failed: {error_summary(rec.error)}  ({hint}; full error below)", style="bold red"))
             err.update(Group(Text("\nerror:", style="bold red"), Text("\n".join(lines), style="red")))
         elif st == "interrupted":
-            alert.update(Text(f"interrupted at step {rec.progress[0]}: r resumes from its last checkpoint",
+            res = resume_of(rec)
+            alert.update(Text(f"interrupted at step {rec.progress[0]}: " + (f"r {res.text}" if res.possible else res.text),
                               style="bold yellow"))
             err.update("")
         else:
@@ -269,9 +269,9 @@ class LiveScreen(Screen[None]):
         if self.rec is None:
             self.notify("no run shown")
             return
-        st = self.rec.live_status
-        if st in ("running", "finished"):
-            self.notify(f"run {self.rec.run_id} is {st}; nothing to resume")
+        res = resume_of(self.rec)
+        if not res.possible:
+            self.notify(f"run {self.rec.run_id}: {res.text}")
             return
         self.app.resume_run(self.rec.run_dir)  # type: ignore[attr-defined]
 
@@ -284,10 +284,7 @@ class LiveScreen(Screen[None]):
         def stop(yes: bool | None) -> None:
             if not yes:
                 return
-            try:
-                os.kill(rec.pid, signal.SIGTERM)  # the engine checkpoints and marks it interrupted
-            except OSError as e:
-                self.notify(f"could not stop pid {rec.pid}: {e.strerror}", severity="error")
+            self.app.stop_run(rec)  # type: ignore[attr-defined]  # the engine checkpoints and marks it interrupted
 
         self.app.push_screen(ConfirmScreen(f"Stop run {rec.run_id}?",
                                            "It writes a checkpoint and can be resumed later."), stop)

@@ -8,8 +8,7 @@ Reads presets through engine.presets (torch-free); launching is the app's job (`
 from __future__ import annotations
 
 import shlex
-import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -258,20 +257,20 @@ class PresetsScreen(Screen[None]):
             status.update("")
             button.disabled = True
             return
-        from engine.presets import load_preset
+        from engine.planning import plan
 
         try:
-            cfg = load_preset(self._current, parse_overrides(self.query_one("#overrides", Input).value))
-            seeds = self._seeds()
+            runs = plan(self._current, parse_overrides(self.query_one("#overrides", Input).value), self._seeds())
         except CltuiError as e:
             # The engine's one line; its "--set" (the CLI's flag) reads "override" here.
             msg = str(e).replace("--set ", "override ", 1).replace("--set:", "override:", 1)
             status.update(Text("✗ " + msg, style="bold red"))
             button.disabled = True
             return
-        self._cfg = cfg
+        cfg = self._cfg = runs[0].config
         tr = cfg.training
-        seeds_txt = f"seeds {cfg.seed}..{cfg.seed + seeds - 1}" if seeds > 1 else f"seed {cfg.seed}"
+        seeds = [r.config.seed for r in runs]
+        seeds_txt = f"seeds {seeds[0]}..{seeds[-1]}" if len(seeds) > 1 else f"seed {seeds[0]}"
         status.update(Text(f"✓ {cfg.benchmark.name} · {cfg.method.name} · {cfg.model.name} · "
                            f"{tr.steps_per_task} steps/task · lr {tr.lr:g} · {seeds_txt} · device {cfg.device}",
                            style="green"))
@@ -308,8 +307,7 @@ class PresetsScreen(Screen[None]):
         if self._cfg is None:
             self.notify("fix the overrides first (see the red line)", severity="error")
             return
-        cfg, n = self._cfg, self._seeds()
-        group = ""
-        if n > 1:
-            group = f"{time.strftime('%Y%m%d-%H%M%S')}-{cfg.name.replace('/', '-')}-x{n}"
-        self.app.start_runs([replace(cfg, seed=cfg.seed + k) for k in range(n)], group)  # type: ignore[attr-defined]
+        # Seeds and groups are planned by the engine (engine.planning), from the same preset and overrides.
+        overrides = parse_overrides(self.query_one("#overrides", Input).value)
+        assert self._current is not None  # a validated config implies a chosen preset
+        self.app.start_runs(self._current, overrides, self._seeds())  # type: ignore[attr-defined]

@@ -20,10 +20,19 @@ from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Input, Static
 
-from cltui.tui.records import SORT_KEYS, GroupStats, group_stats, matches, metrics_of, sort_records
+from cltui.tui.records import SORT_KEYS, matches, sort_records
 from cltui.tui.screens.confirm import ConfirmScreen
-from cltui.tui.widgets import NavBar, RowsTable, metric_cell
-from cltui.views import fmt, status_style
+from cltui.tui.widgets import NavBar, RowsTable
+from cltui.views import status_style
+from engine.presentation import (
+    STD_LABEL,
+    GroupStats,
+    fmt,
+    group_stats,
+    metric_cell,
+    metrics_of,
+    resume_of,
+)
 from engine.store import RunRecord
 
 # What matters most comes first (the id repeats preset and seed, so it goes last): at 80 columns
@@ -142,7 +151,7 @@ class RunsScreen(Screen[None]):
         gtable.display = has_groups
         title = self.query_one("#groups-title", Static)
         title.display = has_groups
-        title.update(Text("seed groups: metrics as mean ± std over the group's runs", style="bold"))
+        title.update(Text(f"seed groups: metrics as mean ± {STD_LABEL} over the group's runs", style="bold"))
 
         n_running = sum(r.live_status == "running" for r in self.records)
         # Metrics sort best first unless reversed; the other keys ascend unless reversed.
@@ -245,9 +254,9 @@ class RunsScreen(Screen[None]):
         rec = self.current_record()
         if rec is None:
             return
-        st = rec.live_status
-        if st in ("running", "finished"):
-            self.notify(f"run {rec.run_id} is {st}; nothing to resume")
+        res = resume_of(rec)
+        if not res.possible:
+            self.notify(f"run {rec.run_id}: {res.text}")
             return
         self.app.resume_run(rec.run_dir)  # type: ignore[attr-defined]
 
