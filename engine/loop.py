@@ -36,8 +36,10 @@ from engine.metrics import summary
 from engine.models.base import CLModel
 from engine.optim import make_optimizer
 from engine.phases import (
+    STOP_REASONS,
     PhasePlan,
     PhaseTracker,
+    phase_series,
     plan_phases,
     restore_weights,
     snapshot_weights,
@@ -74,6 +76,7 @@ class Trainer:
         self.observers = Observers([ANALYSES.get(c.name).impl(c.options, octx, c.name)
                                     for c in cfg.analyses if c.options.enabled], emit)
         self.series = SeriesSet(TRAINING_SERIES)
+        self.series.add(phase_series(tr), source="loop")
         self.series.add(method.declare_series(), source="method")
         self.series.add(self.observers.declarations())
         n_phases, n_tasks = len(self.plan), bench.num_tasks
@@ -258,6 +261,10 @@ class Trainer:
                     stop = self.tracker.check(epoch_end, partial(self.val_accuracy, tasks),
                                               partial(snapshot_weights, self.method))
                     self.phase_done = stop or self.step_in_phase >= steps
+                    for name, value in (("epoch_train_acc", self.tracker.last_train_acc),
+                                        ("val_acc", self.tracker.last_val)):
+                        if value is not None:
+                            self.emit(ev.SeriesPoint(name, self.global_step, value))
                 # 5. bookkeeping: observers, scalars, curves, step checkpoints. Observer time is moved
                 #    out of the phase's training time and the logged rate.
                 dt = self.observers.on_step(self.global_step, phase, tasks)
@@ -290,6 +297,9 @@ class Trainer:
             self.method.after_phase(phase, tasks)
             self.acc[phase] = [self.evaluate(t) for t in range(self.bench.num_tasks)]
             self.emit(ev.PhaseEvaluated(phase, self.acc[phase].tolist(), float(self.phase_seconds[phase])))
+            reason = STOP_REASONS.index(self.tracker.stop_reason or "length")
+            self.emit(ev.SeriesPoint("phase_steps", self.global_step, self.step_in_phase))
+            self.emit(ev.SeriesPoint("phase_stop", self.global_step, reason))
             for name, value in self._method_values(self.method.phase_diagnostics(phase, tasks), "phase").items():
                 self.emit(ev.SeriesPoint(name, self.global_step, value))
             self.observers.on_phase_end(self.global_step, phase)

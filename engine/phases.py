@@ -34,6 +34,26 @@ from torch import Tensor
 
 from engine.config import TrainingConfig
 from engine.methods.base import Method
+from engine.series import SeriesSpec
+
+STOP_REASONS = ("length", "train_acc", "early_stop")
+"""Why a phase ended, as stored in the `phase_stop` series (the index is the code)."""
+
+
+def phase_series(tr: TrainingConfig) -> list[SeriesSpec]:
+    """What the phase machinery records: the stop rules' measurements and how each phase ended."""
+    out = [
+        SeriesSpec("epoch_train_acc", cadence="epoch",
+                   description="accuracy (%) over every training batch of the epoch that just ended"),
+        SeriesSpec("phase_steps", dtype="i8", cadence="phase",
+                   description="optimizer steps the phase trained (a stop rule may end it before its planned length)"),
+        SeriesSpec("phase_stop", dtype="i4", cadence="phase",
+                   description="why the phase ended: " + ", ".join(f"{i} = {r}" for i, r in enumerate(STOP_REASONS))),
+    ]
+    if tr.val_fraction > 0 or tr.val_per_task > 0:
+        out.insert(1, SeriesSpec("val_acc", cadence="epoch", description=(
+            "mean held-out validation accuracy (%) of the phase's tasks, at each epoch end and the phase's last step")))
+    return out
 
 
 @dataclass(frozen=True)
@@ -73,6 +93,8 @@ class PhaseTracker:
         self.since_best = 0
         self.best: dict[str, Any] | None = None
         self.stop_reason = ""
+        self.last_train_acc: float | None = None  # of the last full epoch (for the record)
+        self.last_val: float | None = None  # of the last check
 
     def add_batch(self, correct: Tensor, n: int) -> None:
         self.correct += correct.detach().long()
@@ -81,8 +103,9 @@ class PhaseTracker:
     def check(self, epoch_end: bool, val_acc: Callable[[], float], snapshot: Callable[[], dict[str, Any]]) -> bool:
         """Run the stop rules at an epoch end or the phase's last step; True = end the phase now."""
         tr, stop = self.tr, False
+        self.last_train_acc = self.last_val = None
         if self.validation:
-            v = val_acc()
+            v = self.last_val = val_acc()
             if v > self.best_val:
                 self.best_val, self.since_best = v, 0
                 if tr.restore_best:
@@ -92,7 +115,7 @@ class PhaseTracker:
             if epoch_end and 0 < tr.early_stop_patience <= self.since_best:
                 stop, self.stop_reason = True, self.stop_reason or "early_stop"
         if epoch_end:
-            train_acc = int(self.correct) * 100.0 / max(1, self.seen)
+            train_acc = self.last_train_acc = int(self.correct) * 100.0 / max(1, self.seen)
             if tr.stop_train_acc > 0 and train_acc >= tr.stop_train_acc:
                 stop, self.stop_reason = True, self.stop_reason or "train_acc"
             self.correct.zero_()

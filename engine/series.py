@@ -12,6 +12,8 @@ Cadences, a closed set (each says when rows are written, and so which hook write
             scalars and the method's penalty diagnostics)
     curve   at an analysis's own cadence: every `every` steps and at each phase's last step
             (`Observer.on_curve_point`, e.g. the forgetting curves)
+    epoch   at each epoch end of a phase (and, for validation, at the phase's last step): the
+            loop's stop-rule measurements (engine/phases.py)
     phase   once per phase, after its consolidation and evaluation (`Method.phase_diagnostics`,
             `Observer.on_phase_end`)
 
@@ -28,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-CADENCES = ("step", "log", "curve", "phase")
+CADENCES = ("step", "log", "curve", "epoch", "phase")
 DTYPES = ("f8", "f4", "i8", "i4", "u1", "b1")
 """Row dtypes a series may have (numpy codes; HDF5 stores each natively)."""
 _NAME = re.compile(r"^[a-z][a-z0-9_]*$")

@@ -8,11 +8,14 @@ import math
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 import torch
 
+from engine import api
 from engine.api import build_trainer
 from engine.loop import Trainer
+from engine.store import read_run
 from tests.conftest import assert_resume_exact, tiny
 
 torch.set_num_threads(1)
@@ -171,3 +174,23 @@ def test_early_stopping_resumes_exactly_while_counting_patience_and_after_a_snap
     counting = next(c for c in checks if c["since_best"] >= 1 and c["snapshot"] and not c["stop"])
     for stop_at in (counting["step"], counting["step"] + 1):  # right after the check, and mid-epoch after it
         assert_resume_exact(cfg, tmp_path / str(stop_at), stop_at)
+
+
+def test_the_record_holds_each_epochs_measurements_and_why_each_phase_ended(tmp_path: Path) -> None:
+    """val_acc and epoch_train_acc at every check, phase_steps/phase_stop once per phase, all in run.h5."""
+    from engine.phases import STOP_REASONS
+
+    cfg = tiny(*SMALL, "training.epochs_per_task=6", "training.val_per_task=20", "training.early_stop_patience=1",
+               "training.stop_train_acc=99.9", steps=5)
+    res = api.run(cfg, tmp_path)
+    assert res.status == "finished", res.error
+    rec = read_run(res.run_dir)
+    steps, stop = rec.series["phase_steps"], rec.series["phase_stop"]
+    assert len(steps.values) == len(stop.values) == len(rec.phase_steps)
+    spe = math.ceil(30 / 16)  # 50 training images per task, 20 held out, batch 16
+    assert all(0 < n <= 6 * spe for n in steps.values)
+    ended_early = [STOP_REASONS[c] != "length" for c in stop.values]
+    assert ended_early == [n < 6 * spe for n in steps.values] and any(ended_early)
+    val, tacc = rec.series["val_acc"], rec.series["epoch_train_acc"]
+    assert len(val.values) >= len(tacc.values) > 0
+    assert np.all((val.values >= 0) & (val.values <= 100)) and np.all((tacc.values >= 0) & (tacc.values <= 100))

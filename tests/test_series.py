@@ -22,8 +22,8 @@ from tests.conftest import tiny
 def test_declarations_are_checked() -> None:
     with pytest.raises(SeriesError, match="lower-case"):
         SeriesSpec("Loss")
-    with pytest.raises(SeriesError, match="cadence 'epoch' is not one of"):
-        SeriesSpec("x", cadence="epoch")
+    with pytest.raises(SeriesError, match="cadence 'batch' is not one of"):
+        SeriesSpec("x", cadence="batch")
     with pytest.raises(SeriesError, match="2 column names for shape \\(3,\\)"):
         SeriesSpec("x", (3,), columns=("a", "b"))
     specs = SeriesSet([SeriesSpec("a", cadence="phase", source="method")])
@@ -31,7 +31,7 @@ def test_declarations_are_checked() -> None:
         specs.add([SeriesSpec("a")], source="analysis/x")
     with pytest.raises(SeriesError, match="declared with cadence 'phase' but was written at a 'log' point"):
         specs.get("a", "log")
-    assert specs.get("a", "phase").row(2).dtype == np.float64 and set(CADENCES) == {"step", "log", "curve", "phase"}
+    assert specs.get("a", "phase").row(2).dtype == np.float64 and set(CADENCES) == {"step", "log", "curve", "epoch", "phase"}
 
 
 def test_a_method_logging_an_undeclared_value_fails_the_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
