@@ -19,7 +19,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from enum import Enum
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Any, Optional
 
 import numpy as np
 import typer
@@ -343,7 +343,7 @@ def export(
     output: Annotated[Optional[Path], typer.Option("--output", "-o", help="file to write (default: stdout)")] = None,
     runs_dir: RunsDir = None,
 ) -> None:
-    """Export a run: its accuracy matrix as CSV, or config, matrix, metrics and curves as JSON."""
+    """Export a run: its accuracy matrix as CSV, or config, matrix, metrics, curves and every recorded series as JSON."""
     from engine.store import RunStore, read_run
 
     try:
@@ -353,6 +353,11 @@ def export(
 
     def clean(a: np.ndarray) -> list:  # JSON has no NaN: write null
         return [[None if math.isnan(v) else v for v in row] for row in np.atleast_2d(a).tolist()]
+
+    def plain(a: np.ndarray) -> Any:  # any shape and dtype; NaN → null
+        if a.dtype.kind == "f":
+            return np.where(np.isnan(a), None, a.astype(object)).tolist()
+        return a.tolist()
 
     if format is ExportFormat.csv:
         buf = io.StringIO()
@@ -367,6 +372,11 @@ def export(
             "task_names": rec.task_names, "acc": clean(rec.acc), "acc_initial": clean(rec.acc_initial)[0],
             "metrics": {k: None if math.isnan(v) else v for k, v in rec.metrics.items()},
             "curves": {"step": rec.curve_steps.tolist(), "acc": clean(rec.curve_acc) if rec.curve_acc.size else []},
+            # Every declared series of the record, with its declaration (format 2; format-1 runs map theirs).
+            "series": {name: {"cadence": s.spec.cadence, "shape": list(s.spec.shape), "columns": s.spec.columns,
+                              "description": s.spec.description, "source": s.spec.source,
+                              "step": s.steps.tolist(), "value": plain(s.values)}
+                       for name, s in rec.series.items()},
         }, indent=1)
     if output:
         try:

@@ -130,6 +130,11 @@ def test_real_run_then_runs_show_export_resume(tmp_path: Path) -> None:
     r = invoke("export", run_id, "--format", "json", "--runs-dir", rd)
     data = json.loads(r.output)
     assert data["status"] == "finished" and len(data["acc"]) == 5 and data["metrics"]["final"] > 0
+    # every recorded series travels, with its declaration: training scalars, curves, phase records
+    series = data["series"]
+    assert {"loss", "lr", "curves", "epoch_train_acc", "phase_steps", "phase_stop"} <= set(series)
+    assert series["phase_steps"]["value"] == [5] * 5 and series["phase_stop"]["cadence"] == "phase"
+    assert len(series["curves"]["value"][0]) == 5 and series["curves"]["value"][0][1] is None  # task 2 unseen
     one_line_error(invoke("resume", run_id, "--runs-dir", rd), "already finished")
 
 
