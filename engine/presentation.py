@@ -55,6 +55,20 @@ def phase_label(task_names: Sequence[str], tasks: Sequence[int]) -> str:
     return "+".join(task_names[j] for j in tasks) if len(tasks) < 3 else "all"
 
 
+def phase_length_label(training: Any) -> str:
+    """How long each phase trains, as a config says it: '3 epochs/task', '1000 steps/task', plus the
+    stop rules that may end it earlier ('≤ 500 steps', 'until train acc ≥ 99%', 'early stop 5')."""
+    tr = training
+    parts = [f"{tr.epochs_per_task} epochs/task" if tr.epochs_per_task > 0 else f"{tr.steps_per_task} steps/task"]
+    if tr.max_steps_per_phase > 0:
+        parts.append(f"≤ {tr.max_steps_per_phase} steps")
+    if tr.stop_train_acc > 0:
+        parts.append(f"until train acc ≥ {tr.stop_train_acc:g}%")
+    if tr.early_stop_patience > 0:
+        parts.append(f"early stop {tr.early_stop_patience}")
+    return " · ".join(parts)
+
+
 def phase_title(phase: int, n_phases: int) -> str:
     """'task 3/5' for phase index 2 of 5."""
     return f"task {phase + 1}/{n_phases}"

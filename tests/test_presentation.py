@@ -114,3 +114,13 @@ def test_resume_eligibility_names_the_checkpoint_step() -> None:
 def test_error_summary_is_the_first_line() -> None:
     assert error_summary("RuntimeError: CUDA error\nTraceback (most recent call last):\n  ...") == "RuntimeError: CUDA error"
     assert error_summary("  \n") == "(no error text)"
+
+
+def test_phase_length_label_says_what_the_config_says() -> None:
+    from engine.presentation import phase_length_label
+    from tests.conftest import tiny
+
+    assert phase_length_label(tiny(steps=7).training) == "7 steps/task"
+    tr = tiny("training.epochs_per_task=3", "training.max_steps_per_phase=500", "training.stop_train_acc=99",
+              "training.val_per_task=10", "training.early_stop_patience=2").training
+    assert phase_length_label(tr) == "3 epochs/task · ≤ 500 steps · until train acc ≥ 99% · early stop 2"

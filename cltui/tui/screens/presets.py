@@ -26,6 +26,7 @@ from textual.widgets import Button, Footer, Input, Label, Static, Tree
 from cltui.tui.widgets import NavBar
 from cltui.views import fmt
 from engine.errors import CltuiError
+from engine.presentation import phase_length_label
 
 if TYPE_CHECKING:
     from engine.config import RunConfig
@@ -272,7 +273,7 @@ class PresetsScreen(Screen[None]):
         seeds = [r.config.seed for r in runs]
         seeds_txt = f"seeds {seeds[0]}..{seeds[-1]}" if len(seeds) > 1 else f"seed {seeds[0]}"
         status.update(Text(f"✓ {cfg.benchmark.name} · {cfg.method.name} · {cfg.model.name} · "
-                           f"{tr.steps_per_task} steps/task · lr {tr.lr:g} · {seeds_txt} · device {cfg.device}",
+                           f"{phase_length_label(tr)} · lr {tr.lr:g} · {seeds_txt} · device {cfg.device}",
                            style="green"))
         button.disabled = False
 
