@@ -19,7 +19,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from enum import Enum
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, Optional
+from typing import TYPE_CHECKING, Annotated, Any
 
 import numpy as np
 import typer
@@ -51,8 +51,8 @@ class ExportFormat(str, Enum):
     json = "json"
 
 
-RunsDir = Annotated[Optional[Path], typer.Option("--runs-dir", help="where runs are stored (default: $CLTUI_RUNS_DIR, else ./runs)")]
-DataDir = Annotated[Optional[Path], typer.Option("--data-dir", help="data root holding MNIST/raw (default: $CLTUI_DATA_DIR, else a per-user cache)")]
+RunsDir = Annotated[Path | None, typer.Option("--runs-dir", help="where runs are stored (default: $CLTUI_RUNS_DIR, else ./runs)")]
+DataDir = Annotated[Path | None, typer.Option("--data-dir", help="data root holding MNIST/raw (default: $CLTUI_DATA_DIR, else a per-user cache)")]
 
 
 def runs_root(runs_dir: Path | None) -> Path:
@@ -151,11 +151,11 @@ def _execute(runs: list[PlannedRun], runs_dir: Path | None, data_dir: Path | Non
 def run(
     preset: Annotated[str, typer.Argument(help="preset name (see `cltui presets`) or a path to a .toml file")],
     set_: Annotated[list[str], typer.Option("--set", help="override a config key, e.g. --set training.lr=0.001")] = [],  # noqa: B006
-    seed: Annotated[Optional[int], typer.Option(help="random seed (overrides the preset's)")] = None,
+    seed: Annotated[int | None, typer.Option(help="random seed (overrides the preset's)")] = None,
     seeds: Annotated[int, typer.Option(help="run N seeds (seed, seed+1, ...) as one group")] = 1,
     grid: Annotated[list[str], typer.Option("--grid", help="sweep a key over values, e.g. --grid training.lr=0.1,0.01 (repeatable: the cartesian product)")] = [],  # noqa: B006
     parallel: Annotated[int, typer.Option(help="runs at a time (1 = one after another, with the live view)")] = 1,
-    device: Annotated[Optional[Device], typer.Option(help="auto = CUDA when present, else CPU")] = None,
+    device: Annotated[Device | None, typer.Option(help="auto = CUDA when present, else CPU")] = None,
     runs_dir: RunsDir = None,
     data_dir: DataDir = None,
     live: Annotated[bool, typer.Option("--live/--no-live", help="live view while training")] = True,
@@ -232,8 +232,8 @@ def watch(run: Annotated[str, typer.Argument(help="run id (or unique part of it)
 @presets_app.callback()
 def presets(
     ctx: typer.Context,
-    benchmark: Annotated[Optional[str], typer.Option(help="only presets of this benchmark (substring)")] = None,
-    method: Annotated[Optional[str], typer.Option(help="only presets of this method (substring)")] = None,
+    benchmark: Annotated[str | None, typer.Option(help="only presets of this benchmark (substring)")] = None,
+    method: Annotated[str | None, typer.Option(help="only presets of this method (substring)")] = None,
 ) -> None:
     """List the shipped presets."""
     if ctx.invoked_subcommand:
@@ -340,7 +340,7 @@ def show(run: Annotated[str, typer.Argument(help="run id, unique part of it, or 
 def export(
     run: Annotated[str, typer.Argument(help="run id (or unique part of it)")],
     format: Annotated[ExportFormat, typer.Option("--format", help="csv (accuracy matrix) or json (everything)")] = ExportFormat.json,
-    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="file to write (default: stdout)")] = None,
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="file to write (default: stdout)")] = None,
     runs_dir: RunsDir = None,
 ) -> None:
     """Export a run: its accuracy matrix as CSV, or config, matrix, metrics, curves and every recorded series as JSON."""

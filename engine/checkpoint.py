@@ -34,7 +34,7 @@ def load_checkpoint(run_dir: Path) -> dict[str, Any]:
     if not path.is_file():
         raise RunStoreError(f"run {run_dir} has no checkpoint to resume from (it stopped before its first one).")
     try:
-        state = torch.load(path, map_location="cpu", weights_only=False)
+        state: dict[str, Any] = torch.load(path, map_location="cpu", weights_only=False)  # we wrote a dict
     except Exception as e:  # torch raises many kinds for a damaged file
         raise RunStoreError(f"checkpoint {path} is unreadable ({type(e).__name__}); the run cannot be resumed.") from None
     if state.get("format_version") != FORMAT_VERSION:

@@ -184,7 +184,7 @@ def _validate(raw: dict[str, Any]) -> RunConfig:
             build(RunConfig, {key: value})  # raises "unknown key" with suggestions
         if key in _TOP:
             top[key] = value
-    cfg = build(RunConfig, top)
+    cfg: RunConfig = build(RunConfig, top)
     updates: dict[str, Any] = {}
     for key, (registry, default) in COMPONENTS.items():
         if not isinstance(raw.get(key, {}), dict):

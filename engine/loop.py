@@ -241,11 +241,11 @@ class Trainer:
                     correct = correct + (logits.detach().argmax(1) == b.y).sum()
                 task_loss = task_loss / tr.batch_size
                 # 2. task-loss gradient first (SI reads it), then the method's penalty on top
-                task_loss.backward()
+                torch.autograd.backward(task_loss)  # = task_loss.backward(), which is untyped
                 self.method.after_task_backward(phase, tasks)
                 penalty, diagnostics = self.method.penalty(phase, tasks)  # tensors; read at log steps only
                 if penalty is not None:
-                    penalty.backward()
+                    torch.autograd.backward(penalty)
                 # 3. clip (global L2 norm, -1 = off) and step
                 grad_norm = None
                 if tr.clip_grad_norm > 0:

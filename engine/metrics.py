@@ -30,7 +30,7 @@ def _mean(values: np.ndarray) -> float:
 
 def is_square(acc: ArrayLike) -> bool:
     a = _arr(acc)
-    return a.shape[0] == a.shape[1]
+    return bool(a.shape[0] == a.shape[1])  # numpy types shape entries as Any
 
 
 def average_accuracy(acc: ArrayLike, after: int = -1) -> float:

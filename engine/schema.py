@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 import types
 import typing
-from typing import Any, Literal, get_args, get_origin
+from typing import Any, Literal, cast, get_args, get_origin
 
 from engine.errors import close_matches
 
@@ -61,7 +61,7 @@ def _check(tp: Any, value: Any, path: str) -> Any:
     if dataclasses.is_dataclass(tp):
         if not isinstance(value, dict):
             raise SchemaError(path, f"{path} should be a table, got {value!r}")
-        return build(tp, value, path)
+        return build(cast(type, tp), value, path)  # tp is a type hint: a dataclass class, never an instance
     if tp is type(None):
         if value is None:
             return None

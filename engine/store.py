@@ -58,7 +58,7 @@ from engine.errors import RunStoreError, suggest
 from engine.metrics import METRIC_NAMES
 from engine.series import SCALAR_NAMES, SeriesSet, SeriesSpec
 from engine.store_read import RUN_FILE, RunRecord, Series, _s, read_run
-from engine.runlock import WriterLock, liveness, lock_held
+from engine.runlock import WriterLock
 
 __all__ = ["FORMAT_VERSION", "RUN_FILE", "SCALAR_NAMES", "RunRecord", "RunStore", "RunWriter", "Series",
            "read_run"]

@@ -10,6 +10,7 @@ task; class-incremental: all classes). Labels are indices into the task's head.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -48,7 +49,8 @@ class InputSpec:
 
 @dataclass
 class Benchmark:
-    tasks: list[Task]
+    tasks: Sequence[Task]
+    """Read-only to the engine; a Sequence so a list of a concrete task class (ImageTask) fits."""
     head_columns: Tensor
     """Long [T, C] on the device: output units of each task's head."""
     spec: InputSpec

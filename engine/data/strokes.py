@@ -136,7 +136,9 @@ def parse_target_label(text: str, name: str = "targetdata") -> int:
 
 def _iter_members(source: Path) -> Iterator[tuple[str, str]]:
     """(file name, text) of every relevant file in the archive or folder, in storage order."""
-    wanted = lambda base: bool(_MEMBER.match(base) or _LABELS.match(base))  # noqa: E731
+    def wanted(base: str) -> bool:
+        return bool(_MEMBER.match(base) or _LABELS.match(base))
+
     if source.is_dir():
         folder = source / "sequences" if (source / "sequences").is_dir() else source
         for path in sorted(folder.iterdir()):
@@ -268,7 +270,8 @@ def save_cache(path: Path, train: StrokeSet, test: StrokeSet, **meta: int) -> No
     fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".npz.part")
     try:
         with os.fdopen(fd, "wb") as f:
-            np.savez(f, **arrays)
+            # numpy types **kwds against its allow_pickle: bool keyword; no key here is that name.
+            np.savez(f, **arrays)  # type: ignore[arg-type]
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -349,7 +352,7 @@ def load_strokes(
                 derive_from_images(mnist.x_train, mnist.y_train, "train", workers=workers),
                 derive_from_images(mnist.x_test, mnist.y_test, "test", workers=workers),
             )
-            save_cache(cache_folder / "derived.npz", *cached, **meta)
+            save_cache(cache_folder / "derived.npz", cached[0], cached[1], **meta)
         return cached
     raise DataError(f"unknown stroke data kind {kind!r}; use 'official' or 'derived'.")
 

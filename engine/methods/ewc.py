@@ -137,7 +137,7 @@ class Ewc(Method):
 
     def _vmap_all(self, task: int, idx: Tensor) -> list[Tensor]:
         acc: list[Tensor] | None = None
-        for chunk in idx.split(max(1, self.opts.fisher_chunk)):
+        for chunk in torch.split(idx, max(1, self.opts.fisher_chunk)):  # = idx.split(...), which is untyped
             part = self._sq_grads_vmap(task, chunk)
             acc = part if acc is None else [a.add_(p) for a, p in zip(acc, part)]
         assert acc is not None

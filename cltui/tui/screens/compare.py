@@ -45,7 +45,7 @@ def compare_table(recs: list[RunRecord]) -> Table:
     """Rows: what each run is, then every metric; one column per run, plus the first run's reference."""
     t = Table(show_edge=False, pad_edge=False, title="metrics (%)", title_justify="left", title_style="bold")
     t.add_column("")
-    for k, r in enumerate(recs, 1):
+    for k in range(1, len(recs) + 1):
         t.add_column(f"{k}", justify="right", no_wrap=True)
     ref = reference_of(recs[0]) if recs else {}
     has_ref = has_reference(ref)
