@@ -36,7 +36,8 @@ class _Announcer:
         from engine.events import RunStarted
 
         if isinstance(event, RunStarted) and not self.done:
-            print(json.dumps({"run_id": event.run_id, "run_dir": event.run_dir}), flush=True)
+            print(json.dumps({"run_id": event.run_id, "run_dir": event.run_dir, "notes": list(event.notes),
+                              "resumed_at_step": event.resumed_at_step}), flush=True)
             self.done = True
             try:
                 sys.stderr.flush()

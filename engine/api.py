@@ -23,7 +23,7 @@ import torch
 from engine import events as ev
 from engine.benchmarks.base import Benchmark
 from engine.catalog import load_all
-from engine.checkpoint import load_checkpoint
+from engine.checkpoint import load_checkpoint_verified
 from engine.config import RunConfig, config_from_dict, config_to_dict
 from engine.data.paths import resolve_data_dir
 from engine.data.split import hold_out_validation
@@ -171,7 +171,9 @@ def resume(run_ref: str, runs_dir: Path, data_dir: str | Path | None = None,
         raise RunStoreError(f"run {rec.run_id} already finished; nothing to resume.")
     if lock_held(run_dir):  # RunWriter.reopen takes the lock itself; this only fails before the slow setup
         raise RunLockedError(f"run {rec.run_id} is still running; watch it with: cltui watch {rec.run_id}")
-    state = load_checkpoint(run_dir)
+    loaded = load_checkpoint_verified(run_dir)  # newest that passes its checksum; damaged ones are reported
+    state = loaded.state
+    notes = tuple(f"skipped {line}; resuming from the previous checkpoint" for line in loaded.skipped)
     cfg = config_from_dict(state["config"], where=f"checkpoint of {rec.run_id}")
     resolve_device(cfg.device)
     holder: dict[str, RunWriter] = {}
@@ -188,7 +190,7 @@ def resume(run_ref: str, runs_dir: Path, data_dir: str | Path | None = None,
     writer.f["progress"][0] = trainer.global_step
     holder["w"] = writer
     emit(ev.RunStarted(rec.run_id, str(run_dir), config_to_dict(cfg), trainer.bench.task_names, trainer.phase_tasks,
-                       trainer.phase_steps, str(device), resumed_at_step=trainer.global_step))
+                       trainer.phase_steps, str(device), resumed_at_step=trainer.global_step, notes=notes))
     return _execute(trainer, writer, emit, stop_at_step)
 
 

@@ -1,15 +1,25 @@
-"""Checkpoint files: one explicit dict, written atomically (temp file + rename).
+"""Checkpoint files: one explicit dict, checksummed, written atomically, the last K kept.
 
-Contents (format 2): format_version, config, loop (phase, step_in_phase, global_step, elapsed,
-acc, acc_initial, phase_seconds, phase_done, tracker), model, method, optimizer, samplers, streams (every named
-random stream), rng (the global RNGs), analyses
-(each observer's state), store (the run store's row count per series, added by engine/api.py).
-Format 1 kept the store's counts as a (curves, scalars) tuple inside `loop`; it is not resumable.
+Contents (format 3): format_version, config, loop (phase, step_in_phase, global_step, elapsed, acc,
+acc_initial, phase_seconds, phase_done, tracker), model, method, optimizer, samplers, streams (every
+named random stream), rng (the global RNGs), analyses (each observer's state), store (the run
+store's row count per series, added by engine/api.py).
+
+On disk: `checkpoint.pt` is the newest, `checkpoint.1.pt` … `checkpoint.<K-1>.pt` the older ones.
+Each file is one header line `CLTUI-CHECKPOINT 3 <sha256 of the payload> <payload bytes>` followed
+by the payload (torch.save of the dict), so a damaged file (flipped bytes, a cut tail) is detected
+before anything is loaded from it. Writing: the new file goes to `checkpoint.pt.tmp` and is fsynced,
+the older ones shift down by one name, then the temp file takes `checkpoint.pt`; a kill at any
+moment leaves at least one complete, verifiable file. Loading tries the newest first and falls back
+to older ones, reporting every file it skipped and why. Formats 1 and 2 (no checksum) are refused.
 """
 
 from __future__ import annotations
 
+import hashlib
+import io
 import os
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -18,25 +28,93 @@ import torch
 from engine.errors import RunStoreError
 
 CHECKPOINT = "checkpoint.pt"
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
+_MAGIC = b"CLTUI-CHECKPOINT"
 
 
-def save_checkpoint(run_dir: Path, state: dict[str, Any]) -> Path:
-    path = Path(run_dir) / CHECKPOINT
-    tmp = path.with_suffix(".pt.tmp")
-    torch.save({"format_version": FORMAT_VERSION, **state}, tmp)
-    os.replace(tmp, path)  # atomic: a crash leaves the previous checkpoint intact
+def checkpoint_files(run_dir: Path, keep: int = 64) -> list[Path]:
+    """Existing checkpoint files of a run, newest first (the temp file of an interrupted write
+    comes right after `checkpoint.pt`: it is newer, but only used once verified)."""
+    run_dir = Path(run_dir)
+    names = [CHECKPOINT, CHECKPOINT + ".tmp", *(f"checkpoint.{i}.pt" for i in range(1, keep))]
+    return [run_dir / n for n in names if (run_dir / n).is_file()]
+
+
+def _rotated(run_dir: Path, i: int) -> Path:
+    return run_dir / (CHECKPOINT if i == 0 else f"checkpoint.{i}.pt")
+
+
+def save_checkpoint(run_dir: Path, state: dict[str, Any], keep: int = 2) -> Path:
+    """Write `state` as the newest checkpoint and keep the `keep` newest files."""
+    run_dir = Path(run_dir)
+    buf = io.BytesIO()
+    torch.save({"format_version": FORMAT_VERSION, **state}, buf)
+    payload = buf.getvalue()
+    header = b"%s %d %s %d\n" % (_MAGIC, FORMAT_VERSION, hashlib.sha256(payload).hexdigest().encode(), len(payload))
+    tmp = run_dir / (CHECKPOINT + ".tmp")
+    with open(tmp, "wb") as f:
+        f.write(header)
+        f.write(payload)
+        f.flush()
+        os.fsync(f.fileno())  # the bytes are on disk before the name says they are a checkpoint
+    # Shift older files down one name (the oldest falls off), then the new one takes checkpoint.pt.
+    if keep > 1:
+        _rotated(run_dir, keep - 1).unlink(missing_ok=True)
+    for i in range(keep - 2, -1, -1):
+        if _rotated(run_dir, i).is_file():
+            os.replace(_rotated(run_dir, i), _rotated(run_dir, i + 1))
+    path = _rotated(run_dir, 0)
+    os.replace(tmp, path)
     return path
 
 
-def load_checkpoint(run_dir: Path) -> dict[str, Any]:
-    path = Path(run_dir) / CHECKPOINT
-    if not path.is_file():
-        raise RunStoreError(f"run {run_dir} has no checkpoint to resume from (it stopped before its first one).")
+def read_checkpoint_file(path: Path) -> dict[str, Any]:
+    """One verified checkpoint file; RunStoreError saying what is wrong with it otherwise."""
     try:
-        state: dict[str, Any] = torch.load(path, map_location="cpu", weights_only=False)  # we wrote a dict
-    except Exception as e:  # torch raises many kinds for a damaged file
-        raise RunStoreError(f"checkpoint {path} is unreadable ({type(e).__name__}); the run cannot be resumed.") from None
-    if state.get("format_version") != FORMAT_VERSION:
-        raise RunStoreError(f"checkpoint {path} has format {state.get('format_version')}, this cltui reads {FORMAT_VERSION}.")
+        data = Path(path).read_bytes()
+    except OSError as e:
+        raise RunStoreError(f"checkpoint {path} cannot be read ({e.strerror})") from None
+    head, sep, payload = data.partition(b"\n")
+    parts = head.split(b" ")
+    if not sep or len(parts) != 4 or parts[0] != _MAGIC:
+        raise RunStoreError(f"checkpoint {path} is not a format-{FORMAT_VERSION} cltui checkpoint "
+                            "(older cltui versions wrote formats without a checksum; those runs cannot be resumed)")
+    if parts[1] != str(FORMAT_VERSION).encode():
+        raise RunStoreError(f"checkpoint {path} has format {parts[1].decode(errors='replace')}, "
+                            f"this cltui reads {FORMAT_VERSION}")
+    if len(payload) != int(parts[3]) or hashlib.sha256(payload).hexdigest().encode() != parts[2]:
+        raise RunStoreError(f"checkpoint {path} is damaged (checksum mismatch: {len(payload)} of "
+                            f"{int(parts[3])} bytes, content changed or cut)")
+    try:
+        # Our own file, verified by its checksum: it may hold numpy arrays and plain objects.
+        state: dict[str, Any] = torch.load(io.BytesIO(payload), map_location="cpu", weights_only=False)
+    except Exception as e:  # a payload we wrote but torch cannot read: report, never train on it
+        raise RunStoreError(f"checkpoint {path} is unreadable ({type(e).__name__})") from None
     return state
+
+
+@dataclass
+class LoadedCheckpoint:
+    state: dict[str, Any]
+    path: Path
+    skipped: list[str] = field(default_factory=list)
+    """One line per newer file that was not used, with the reason."""
+
+
+def load_checkpoint_verified(run_dir: Path) -> LoadedCheckpoint:
+    """The newest checkpoint of `run_dir` that verifies; skipped ones are reported, none trained on."""
+    files = checkpoint_files(run_dir)
+    if not files:
+        raise RunStoreError(f"run {run_dir} has no checkpoint to resume from (it stopped before its first one).")
+    skipped: list[str] = []
+    for path in files:
+        try:
+            return LoadedCheckpoint(read_checkpoint_file(path), path, skipped)
+        except RunStoreError as e:
+            skipped.append(str(e))
+    raise RunStoreError(f"no usable checkpoint in {run_dir}: " + "; ".join(skipped))
+
+
+def load_checkpoint(run_dir: Path) -> dict[str, Any]:
+    """The state of the newest checkpoint of `run_dir` that verifies."""
+    return load_checkpoint_verified(run_dir).state

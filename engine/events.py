@@ -22,6 +22,8 @@ class RunStarted:
     phase_steps: list[int]
     device: str
     resumed_at_step: int = 0
+    notes: tuple[str, ...] = ()
+    """Things a person should know about this start, e.g. a damaged checkpoint that was skipped."""
 
 
 @dataclass(frozen=True)

@@ -60,6 +60,8 @@ class RunHandle:
     run_id: str
     run_dir: Path
     proc: subprocess.Popen[str] | None = field(default=None, repr=False, compare=False)
+    notes: tuple[str, ...] = ()
+    """What the engine said a person should know about this start (e.g. a damaged checkpoint skipped)."""
 
 
 class Executor(Protocol):
@@ -151,7 +153,7 @@ class LocalExecutor:
             info = {}
         if "run_id" in info:
             os.unlink(log_path)
-            return RunHandle(info["run_id"], Path(info["run_dir"]), proc)
+            return RunHandle(info["run_id"], Path(info["run_dir"]), proc, tuple(info.get("notes", ())))
         code = proc.wait()
         if "error" in info:
             os.unlink(log_path)

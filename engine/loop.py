@@ -91,6 +91,7 @@ class Trainer:
         self.phase_seconds = np.full(n_phases, np.nan)
         self.optimizer: torch.optim.Optimizer | None = None
         self.stop_requested = False
+        self._last_checkpoint = 0.0  # perf_counter() of the last checkpoint (checkpoint.every_seconds)
 
     # -- pieces -------------------------------------------------------------------------------
     @property
@@ -187,7 +188,11 @@ class Trainer:
     def checkpoint(self) -> str | None:
         if self.run_dir is None:
             return None
-        path = save_checkpoint(self.run_dir, {**self.state_dict(), **self.checkpoint_extras()})
+        # checkpoint_extras() first: it makes the store write and flush every row logged so far, so
+        # a checkpoint never exists without the rows it counts (a kill -9 then loses nothing).
+        extras = self.checkpoint_extras()
+        path = save_checkpoint(self.run_dir, {**self.state_dict(), **extras}, keep=self.cfg.checkpoint.keep)
+        self._last_checkpoint = time.perf_counter()
         self.emit(ev.CheckpointSaved(self.global_step, str(path)))
         return str(path)
 
@@ -203,9 +208,14 @@ class Trainer:
     def run(self, stop_at_step: int | None = None) -> str:
         """Train from the current state to the end; 'finished', or 'interrupted' after a stop request."""
         cfg, tr = self.cfg, self.cfg.training
-        if self.global_step == 0 and not self.phase_started and self.phase == 0 and cfg.evaluation.initial:
-            self.acc_initial = np.array([self.evaluate(t) for t in range(self.bench.num_tasks)])
-            self.emit(ev.InitialEvaluated(self.acc_initial.tolist()))
+        if self.global_step == 0 and not self.phase_started and self.phase == 0:
+            if cfg.evaluation.initial:
+                self.acc_initial = np.array([self.evaluate(t) for t in range(self.bench.num_tasks)])
+                self.emit(ev.InitialEvaluated(self.acc_initial.tolist()))
+            # A checkpoint before the first step: a run killed at any moment can be resumed.
+            self.checkpoint()
+        self._last_checkpoint = time.perf_counter()
+        every_s = cfg.checkpoint.every_seconds
         for phase in range(self.phase, len(self.plan)):
             plan = self.plan[phase]
             tasks, steps = plan.tasks, plan.steps
@@ -284,8 +294,10 @@ class Trainer:
                         "lr": lr, **self._method_values(diagnostics, "log")}, rate))
                 dt = self.observers.on_curve_point(self.global_step, phase, self.phase_done)
                 t_phase, t_log = t_phase + dt, t_log + dt
-                if cfg.checkpoint.every_steps and self.global_step % cfg.checkpoint.every_steps == 0 \
-                        and not self.phase_done:
+                # Step checkpoints: every N steps and/or every N seconds (a clock read, no host sync).
+                due = (cfg.checkpoint.every_steps > 0 and self.global_step % cfg.checkpoint.every_steps == 0) \
+                    or (every_s > 0 and time.perf_counter() - self._last_checkpoint >= every_s)
+                if due and not self.phase_done:
                     t_phase = self._account(phase, t_phase)
                     self.checkpoint()
             # 6. end of phase: the best validation weights if asked, the method's consolidation

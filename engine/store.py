@@ -165,8 +165,15 @@ class RunWriter:
                                 f"only format {FORMAT_VERSION} runs can be resumed.")
         w = cls(path, f, lock)
         for name in w.specs.names():
+            want = int(counts.get(name, 0))
+            short = {k: ds.shape[0] for k, ds in f[f"series/{name}"].items() if ds.shape[0] < want}
+            if short:  # the file lost rows the checkpoint counted: never continue with a gap
+                w.close()
+                raise RunStoreError(f"run {run_dir}: run.h5 holds fewer rows of series {name!r} ({min(short.values())}) "
+                                    f"than its checkpoint counted ({want}); the record is damaged and cannot be "
+                                    "resumed exactly")
             for ds in f[f"series/{name}"].values():
-                ds.resize(min(int(counts.get(name, 0)), ds.shape[0]), axis=0)
+                ds.resize(want, axis=0)
         f["status"][()] = "running"
         f["error"][()] = ""
         f["pid"][()] = os.getpid()
@@ -175,8 +182,11 @@ class RunWriter:
 
     # -- writing ------------------------------------------------------------------------------
     def counts(self) -> dict[str, int]:
-        """Rows per series (stored in checkpoints so that resume can truncate to them); writes pending rows."""
+        """Rows per series (stored in checkpoints so that resume can truncate to them). Writes the
+        pending rows and flushes the file first, so every row counted is in run.h5 before the
+        checkpoint that counts it exists (a kill -9 after the checkpoint loses none)."""
         self._write_pending()
+        self.flush(force=True)
         return {name: int(steps.shape[0]) for name, (steps, _) in self._datasets.items()}
 
     def append(self, name: str, step: int, value: Any) -> None:
