@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 from engine.config import RunConfig, load_config, read_toml
 from engine.errors import ConfigError, suggest
@@ -74,7 +75,7 @@ def preset_info(name: str) -> PresetInfo:
     path = preset_path(name)
     raw = read_toml(path)
 
-    def table(key: str) -> dict:  # a malformed preset still lists; validating it says what is wrong
+    def table(key: str) -> dict[str, Any]:  # a malformed preset still lists; validating it says what is wrong
         value = raw.get(key, {})
         return value if isinstance(value, dict) else {}
 

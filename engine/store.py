@@ -320,7 +320,7 @@ class RunStore:
         for rid in self.run_ids():
             try:
                 with h5py.File(self.root / rid / RUN_FILE, "r", libver="latest", swmr=True) as f:
-                    if _s(f.attrs["group"]) == group:
+                    if "format_version" in f.attrs and _s(f.attrs["group"]) == group:  # ours, and in the group
                         out.append(self.root / rid)
             except Exception:  # any unreadable or foreign file (OSError, KeyError, ...) is not a member
                 continue
