@@ -21,9 +21,9 @@ class PermutedMnistOptions:
 
     data: Literal["full", "embedded"] = opt("full", "'full' = the official MNIST files; 'embedded' = the subset shipped with cltui")
     scenario: Literal["task", "domain"] = opt("domain", "'domain' = one shared 10-way head; 'task' = one 10-way head per task")
-    num_tasks: int = opt(10, "number of permutations (1 to 1000)")
+    num_tasks: int = opt(10, "number of permutations")
     permute_first: bool = opt(True, "also permute task 0 (False keeps the original images for task 0)")
-    permutation_seed: int = opt(0, "seed of the pixel permutations, independent of the run seed (0 to 2^32 - 1)")
+    permutation_seed: int = opt(0, "seed of the pixel permutations, independent of the run seed")
     train_per_task: int = opt(-1, "cap on training images per task (-1 = all)")
 
     def __post_init__(self) -> None:
