@@ -9,6 +9,7 @@ Torch-free; works while another process writes the file (SWMR).
 from __future__ import annotations
 
 import json
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -176,8 +177,15 @@ def _unreadable(path: Path, e: Exception) -> str:
         return f"cannot read {path}: {st.strerror}"
     if size == 0:
         return f"{path} is empty (0 bytes), not a cltui run record"
-    if isinstance(e, OSError) and not h5py.is_hdf5(path):
-        return f"{path} is not an HDF5 file, so not a cltui run record"
+    if not os.access(path, os.R_OK):
+        return f"cannot read {path}: permission denied"
+    if isinstance(e, OSError):
+        try:
+            hdf5 = h5py.is_hdf5(path)
+        except OSError:
+            hdf5 = False
+        if not hdf5:
+            return f"{path} is not an HDF5 file, so not a cltui run record"
     if isinstance(e, KeyError):
         return f"{path} is an HDF5 file without cltui's run layout, not a cltui run record"
     detail = " ".join(str(e).split())[:200]
