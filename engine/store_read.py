@@ -174,11 +174,11 @@ def _unreadable(path: Path, e: Exception) -> str:
     try:
         size = path.stat().st_size
     except OSError as st:
-        return f"cannot read {path}: {st.strerror}"
+        return f"cannot read run {path}: {st.strerror}"
     if size == 0:
         return f"{path} is empty (0 bytes), not a cltui run record"
     if not os.access(path, os.R_OK):
-        return f"cannot read {path}: permission denied"
+        return f"cannot read run {path}: permission denied"
     if isinstance(e, OSError):
         try:
             hdf5 = h5py.is_hdf5(path)
