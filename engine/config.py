@@ -147,10 +147,6 @@ class CheckpointConfig:
     every_steps: int = opt(0, "also write one every N steps inside a task (0 = off)")
     on_interrupt: bool = opt(True, "write a checkpoint when the run is interrupted (Ctrl-C, SIGTERM)")
 
-    def __post_init__(self) -> None:
-        if self.every_steps < 0:
-            raise ValueError(f"every_steps = {self.every_steps!r} must be >= 0 (0 = off)")
-
 
 @dataclass(frozen=True)
 class Reference:

@@ -52,7 +52,6 @@ RANGE_CASES = [
     (["reference.during=nan"], "reference.during = nan is not a finite number"),
     (["benchmark.train_per_task=-7"], "benchmark.train_per_task = -7 must be -1 (all) or >= 1"),
     (["benchmark.train_per_task=0"], "benchmark.train_per_task = 0 must be -1 (all) or >= 1"),
-    (["checkpoint.every_steps=-5"], "checkpoint.every_steps = -5 must be >= 0"),
     (["threads=-3"], "threads = -3 must be 0"),
     (["threads=100000"], "threads = 100000 must be 0 (torch's default) to 1024"),
     (["seed=-1"], "seed = -1 must be >= 0"),
@@ -99,8 +98,8 @@ def test_range_error_in_a_preset_file_names_the_file_and_key(tmp_path: Path) -> 
     bad = tmp_path / "bad.toml"
     bad.write_text("[training]\nlr = nan\n")
     error_line(cli("run", str(bad), "--runs-dir", str(tmp_path / "runs")), f"{bad}: training.lr = nan is not a finite number")
-    bad.write_text("[checkpoint]\nevery_steps = -5\n")
-    error_line(cli("run", str(bad), "--runs-dir", str(tmp_path / "runs")), f"{bad}: checkpoint.every_steps = -5")
+    bad.write_text("[benchmark]\ntrain_per_task = -7\n")
+    error_line(cli("run", str(bad), "--runs-dir", str(tmp_path / "runs")), f"{bad}: benchmark.train_per_task = -7")
     assert not (tmp_path / "runs").exists()
 
 
