@@ -302,7 +302,10 @@ def runs(runs_dir: RunsDir = None) -> None:
     from cltui.views import runs_table
     from engine.store import RunStore
 
-    records = RunStore(runs_root(runs_dir)).records()
+    skipped: list[str] = []
+    records = RunStore(runs_root(runs_dir)).records(skipped=skipped)
+    for why in skipped:  # a foreign or damaged run.h5 never hides the runs beside it
+        err_console.print(f"[yellow]skipped: {why}[/yellow]", highlight=False, soft_wrap=True)
     if not records:
         console.print(f"no runs in {runs_root(runs_dir)}; start one with: cltui run demo")
         return
@@ -321,7 +324,10 @@ def show(run: Annotated[str, typer.Argument(help="run id, unique part of it, or 
     store = RunStore(runs_root(runs_dir))
     members = store.group_members(run)
     if members:
-        recs = [read_run(p) for p in members]
+        try:
+            recs = [read_run(p) for p in members]
+        except CltuiError as e:
+            fail(str(e))
         console.print(f"[bold]seed group {run}[/bold] ({len(recs)} runs)")
         console.print(runs_table(recs))
         (g,) = group_stats(recs)

@@ -26,6 +26,11 @@ from engine.registry import BENCHMARKS, METHODS, MODELS, ComponentRegistry
 from engine.schema import SchemaError, build, opt, to_dict
 
 FORMAT_VERSION = 1
+MAX_BATCH = 60_000
+"""Largest training or evaluation batch: MNIST's whole training set, the largest set any task here has.
+A larger batch only repeats samples, and 10^8 ran out of memory 47 s into a run instead of being refused."""
+MAX_THREADS = 1024
+"""Largest `threads`: more than the cores of any machine cltui runs on; torch would start them all."""
 
 
 @dataclass(frozen=True)
@@ -48,7 +53,7 @@ class TrainingConfig:
     val_per_task: int = opt(0, "hold out this many samples of each task's training set for validation; 0 = use val_fraction")
     early_stop_patience: int = opt(0, "stop rule: end a phase after this many epochs without a better validation accuracy; 0 = off (needs validation)")
     restore_best: bool = opt(False, "at a phase's end, restore the weights of its best validation accuracy (needs validation)")
-    batch_size: int = opt(128, "training batch size")
+    batch_size: int = opt(128, f"training batch size (1 to {MAX_BATCH:,})")
     optimizer: Literal["adam", "adamw", "sgd", "rmsprop"] = opt("adam", "optimizer: adam, adamw (decoupled weight decay), sgd, rmsprop")
     lr: float = opt(1e-3, "base learning rate (> 0)")
     lr_schedule: Literal["constant", "step", "cosine"] = opt("constant", "LR within each phase: constant; step = ×lr_gamma at each milestone; cosine = from lr down to lr_min. Every phase restarts it")
@@ -68,56 +73,72 @@ class TrainingConfig:
     log_every: int = opt(10, "record training scalars every N steps")
 
     def __post_init__(self) -> None:
-        def finite(*names: str) -> None:
-            for n in names:
-                if not math.isfinite(getattr(self, n)):
-                    raise ValueError(f"{n} must be a finite number")
-
-        finite("lr", "lr_gamma", "lr_min", "adam_beta1", "adam_beta2", "eps", "momentum", "rmsprop_alpha",
-               "weight_decay", "clip_grad_norm", "stop_train_acc", "val_fraction")
-        if self.steps_per_task < 1 or self.batch_size < 1 or self.log_every < 1:
-            raise ValueError("steps_per_task, batch_size and log_every must be positive")
-        if self.epochs_per_task < 0 or self.max_steps_per_phase < 0 or self.early_stop_patience < 0:
-            raise ValueError("epochs_per_task, max_steps_per_phase and early_stop_patience must be >= 0 (0 = off)")
+        # Every message starts with the field's name; engine.schema.build puts "training." in front.
+        for n in ("lr", "lr_gamma", "lr_min", "adam_beta1", "adam_beta2", "eps", "momentum", "rmsprop_alpha",
+                  "weight_decay", "clip_grad_norm", "stop_train_acc", "val_fraction"):
+            if not math.isfinite(getattr(self, n)):  # the schema refuses these too; this guards direct use
+                raise ValueError(f"{n} = {getattr(self, n)!r} is not a finite number")
+        for n in ("steps_per_task", "batch_size", "log_every"):
+            if getattr(self, n) < 1:
+                raise ValueError(f"{n} = {getattr(self, n)!r} must be >= 1")
+        if self.batch_size > MAX_BATCH:
+            raise ValueError(f"batch_size = {self.batch_size!r} is larger than {MAX_BATCH:,} (MNIST's whole "
+                             "training set); a batch larger than a task's training set only repeats samples "
+                             "and may not fit in memory")
+        for n in ("epochs_per_task", "max_steps_per_phase", "early_stop_patience", "val_per_task"):
+            if getattr(self, n) < 0:
+                raise ValueError(f"{n} = {getattr(self, n)!r} must be >= 0 (0 = off)")
         if self.lr <= 0:
-            raise ValueError("lr must be positive")
+            raise ValueError(f"lr = {self.lr!r} must be > 0")
         if not 0 <= self.stop_train_acc <= 100:
-            raise ValueError("stop_train_acc is a percentage: 0 (off) to 100")
-        if not 0 <= self.val_fraction < 1 or self.val_per_task < 0:
-            raise ValueError("val_fraction must be in [0, 1) and val_per_task >= 0")
+            raise ValueError(f"stop_train_acc = {self.stop_train_acc!r} is a percentage: 0 (off) to 100")
+        if not 0 <= self.val_fraction < 1:
+            raise ValueError(f"val_fraction = {self.val_fraction!r} must be in [0, 1)")
         if self.val_fraction > 0 and self.val_per_task > 0:
-            raise ValueError("set val_fraction or val_per_task, not both")
+            raise ValueError("val_fraction and val_per_task: set one, not both")
         validation = self.val_fraction > 0 or self.val_per_task > 0
         if (self.early_stop_patience > 0 or self.restore_best) and not validation:
-            raise ValueError("early_stop_patience and restore_best need a validation split (val_fraction or val_per_task)")
+            n = "early_stop_patience" if self.early_stop_patience > 0 else "restore_best"
+            raise ValueError(f"{n} needs a validation split (val_fraction or val_per_task)")
         if not 0 < self.lr_gamma <= 1:
-            raise ValueError("lr_gamma must be in (0, 1]")
-        if any(not 0 < f < 1 for f in self.lr_milestones) or any(e < 1 for e in self.lr_milestone_epochs):
-            raise ValueError("lr_milestones are fractions strictly between 0 and 1; lr_milestone_epochs are >= 1")
+            raise ValueError(f"lr_gamma = {self.lr_gamma!r} must be in (0, 1]")
+        if any(not 0 < f < 1 for f in self.lr_milestones):
+            raise ValueError(f"lr_milestones = {self.lr_milestones!r}: fractions strictly between 0 and 1")
+        if any(e < 1 for e in self.lr_milestone_epochs):
+            raise ValueError(f"lr_milestone_epochs = {self.lr_milestone_epochs!r}: epochs >= 1")
         if self.lr_milestones and self.lr_milestone_epochs:
-            raise ValueError("set lr_milestones or lr_milestone_epochs, not both")
+            raise ValueError("lr_milestones and lr_milestone_epochs: set one, not both")
         if self.lr_schedule == "step" and not (self.lr_milestones or self.lr_milestone_epochs):
             raise ValueError("lr_schedule = 'step' needs lr_milestones or lr_milestone_epochs")
         if self.lr_schedule != "step" and (self.lr_milestones or self.lr_milestone_epochs):
             raise ValueError("lr_milestones/lr_milestone_epochs only apply to lr_schedule = 'step'")
         if not 0 <= self.lr_min < self.lr:
-            raise ValueError("lr_min must be >= 0 and below lr")
-        if not (0 <= self.adam_beta1 < 1 and 0 <= self.adam_beta2 < 1) or self.eps <= 0:
-            raise ValueError("adam_beta1 and adam_beta2 must be in [0, 1) and eps > 0")
-        if self.momentum < 0 or self.weight_decay < 0 or not 0 <= self.rmsprop_alpha <= 1:
-            raise ValueError("momentum and weight_decay must be >= 0, rmsprop_alpha in [0, 1]")
+            raise ValueError(f"lr_min = {self.lr_min!r} must be >= 0 and below lr ({self.lr!r})")
+        for n in ("adam_beta1", "adam_beta2"):
+            if not 0 <= getattr(self, n) < 1:
+                raise ValueError(f"{n} = {getattr(self, n)!r} must be in [0, 1)")
+        if self.eps <= 0:
+            raise ValueError(f"eps = {self.eps!r} must be > 0")
+        for n in ("momentum", "weight_decay"):
+            if getattr(self, n) < 0:
+                raise ValueError(f"{n} = {getattr(self, n)!r} must be >= 0")
+        if not 0 <= self.rmsprop_alpha <= 1:
+            raise ValueError(f"rmsprop_alpha = {self.rmsprop_alpha!r} must be in [0, 1]")
+        if self.clip_grad_norm <= 0 and self.clip_grad_norm != -1:
+            raise ValueError(f"clip_grad_norm = {self.clip_grad_norm!r} must be > 0, or -1 (off)")
         if self.nesterov and (self.optimizer != "sgd" or self.momentum <= 0):
             raise ValueError("nesterov needs optimizer = 'sgd' and momentum > 0")
 
 
 @dataclass(frozen=True)
 class EvaluationConfig:
-    batch_size: int = opt(2000, "evaluation batch size")
+    batch_size: int = opt(2000, f"evaluation batch size (1 to {MAX_BATCH:,})")
     initial: bool = opt(True, "test the untrained network on every task first (needed for forward transfer)")
 
     def __post_init__(self) -> None:
-        if self.batch_size < 1:
-            raise ValueError("batch_size >= 1 required")
+        if not 1 <= self.batch_size <= MAX_BATCH:
+            raise ValueError(f"batch_size = {self.batch_size!r} must be 1 to {MAX_BATCH:,} (a task's test set "
+                             "is never larger)")
 
 
 @dataclass(frozen=True)
@@ -156,9 +177,9 @@ class Component:
 class RunConfig:
     name: str = opt("custom", "preset name")
     description: str = opt("", "one line on what this experiment is")
-    seed: int = opt(0, "random seed of the run (torch, numpy, python, batch order)")
+    seed: int = opt(0, "random seed of the run (torch, numpy, python, batch order); 0 to 2^63 - 1")
     device: Literal["auto", "cpu", "cuda"] = opt("auto", "'auto' = CUDA when present, else CPU")
-    threads: int = opt(0, "torch intra-op CPU threads (0 = torch's default); 1 avoids oversubscription on a busy machine")
+    threads: int = opt(0, f"torch intra-op CPU threads (0 = torch's default, at most {MAX_THREADS}); 1 avoids oversubscription on a busy machine")
     benchmark: Component = opt(None, "benchmark table")
     model: Component = opt(None, "model table")
     method: Component = opt(None, "method table")
@@ -167,6 +188,12 @@ class RunConfig:
     checkpoint: CheckpointConfig = opt(CheckpointConfig(), "checkpointing")
     reference: Reference = opt(Reference(), "published result this preset reproduces")
     analyses: tuple[Component, ...] = opt((), "observers ([analyses.<name>] tables), every registered one with its options")
+
+    def __post_init__(self) -> None:
+        if self.seed < 0:  # NumPy would take it modulo 2^32, silently another seed
+            raise ValueError(f"seed = {self.seed!r} must be >= 0")
+        if not 0 <= self.threads <= MAX_THREADS:
+            raise ValueError(f"threads = {self.threads!r} must be 0 (torch's default) to {MAX_THREADS}")
 
 
 COMPONENTS: dict[str, tuple[ComponentRegistry[Any], str]] = {
@@ -275,6 +302,8 @@ def parse_override(text: str) -> tuple[list[str], Any]:
         parsed = tomllib.loads(f"v = {value}")["v"]
     except tomllib.TOMLDecodeError:
         parsed = value  # a bare word such as cpu or ewc
+    except RecursionError:  # tomllib recurses once per nesting level
+        raise ConfigError(f"--set {key}: the value is nested too deeply") from None
     return key.split("."), parsed
 
 
@@ -299,11 +328,31 @@ def read_toml(path: Path) -> dict[str, Any]:
     """Parse a TOML file; syntax errors become one-line ConfigErrors naming the file."""
     try:
         with open(path, "rb") as f:
-            return tomllib.load(f)
-    except tomllib.TOMLDecodeError as e:
-        raise ConfigError(f"{path}: invalid TOML: {e}") from None
-    except OSError as e:
+            data = f.read(MAX_TOML_BYTES + 1)
+    except OSError as e:  # missing, a directory, no permission
         raise ConfigError(f"cannot read {path}: {e.strerror}") from None
+    if len(data) > MAX_TOML_BYTES:
+        raise ConfigError(f"{path}: over {MAX_TOML_BYTES // 2**20} MiB, not a preset; presets are short TOML files")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{path}: not a UTF-8 text file (byte {e.start}); presets are TOML text") from None
+    return toml_table(text, str(path))
+
+
+MAX_TOML_BYTES = 1 << 20
+"""Largest preset file read (1 MiB; shipped presets are under 2 KiB): a binary file given by mistake
+is refused before it is parsed."""
+
+
+def toml_table(text: str, where: str) -> dict[str, Any]:
+    """Parse TOML text; every parse failure becomes one ConfigError naming `where`."""
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"{where}: invalid TOML: {e}") from None
+    except RecursionError:  # tomllib recurses once per nesting level of arrays and inline tables
+        raise ConfigError(f"{where}: invalid TOML: arrays or tables nested too deeply") from None
 
 
 def load_config(

@@ -26,6 +26,7 @@ from typing import Any
 from engine.config import RunConfig, parse_override
 from engine.errors import ConfigError
 from engine.runlock import slug
+from engine.schema import INT_MAX
 
 MAX_RUNS = 1000
 """A plan larger than this is almost certainly a typo in --seeds or --grid."""
@@ -112,8 +113,14 @@ def _seed_list(seeds: int | Sequence[int], base: int) -> list[int]:
     if isinstance(seeds, int):
         if seeds < 1:
             raise ConfigError(f"--seeds {seeds}: give at least 1")
+        if base + seeds - 1 > INT_MAX:
+            raise ConfigError(f"--seeds {seeds}: seeds from {base} on would pass 2^63 - 1, the largest seed")
+        if seeds > MAX_RUNS:  # checked again for the whole plan; here before building a huge list
+            raise ConfigError(f"--seeds {seeds}: at most {MAX_RUNS} runs at once")
         return [base + k for k in range(seeds)]
     out = [int(s) for s in seeds]
+    if any(not 0 <= s <= INT_MAX for s in out):
+        raise ConfigError(f"seeds {out}: every seed must be 0 to 2^63 - 1")
     if not out:
         raise ConfigError("no seeds given")
     if len(set(out)) != len(out):

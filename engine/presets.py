@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 from engine.config import RunConfig, load_config, read_toml
 from engine.errors import ConfigError, suggest
@@ -24,15 +25,37 @@ def preset_names() -> list[str]:
     return sorted(p.relative_to(root).with_suffix("").as_posix() for p in root.rglob("*.toml"))
 
 
+MAX_NAME = 255
+"""Longest preset name or path component: what file systems allow (a longer one raised ENAMETOOLONG)."""
+
+
+def _shown(name: str) -> str:
+    """A name as an error shows it: quoted, and cut to 60 characters when longer."""
+    return repr(name) if len(name) <= 60 else f"{name[:40]!r}... ({len(name)} characters)"
+
+
 def preset_path(name: str) -> Path:
-    """Resolve a preset name (or a path to a .toml file) to a file; unknown names suggest close ones."""
+    """Resolve a preset name (or a path to a .toml file) to a file; unknown names suggest close ones.
+
+    Names no file system can hold (a part over 255 characters, a NUL byte) and directories are refused
+    with one line instead of the OSError or ValueError that probing them would raise."""
+    if not name or "\0" in name or any(len(part) > MAX_NAME for part in name.split("/")):
+        raise ConfigError(f"preset name {_shown(name)} is not a valid file name (empty, a NUL byte, or a "
+                          f"part over {MAX_NAME} characters). List presets with: cltui presets")
     as_path = Path(name)
-    if name.endswith(".toml") and as_path.is_file():
-        return as_path
-    path = presets_root() / f"{name}.toml"
-    if path.is_file():
-        return path
-    raise ConfigError(f"unknown preset {name!r}.{suggest(name, preset_names())} List them with: cltui presets")
+    try:
+        if as_path.is_dir():
+            raise ConfigError(f"{name} is a directory; give a preset name (see cltui presets) or a .toml file")
+        if name.endswith(".toml") and as_path.is_file():
+            return as_path
+        path = presets_root() / f"{name}.toml"
+        if path.is_file():
+            return path
+    except OSError as e:  # e.g. a path through a file, or permission denied on a parent
+        raise ConfigError(f"cannot open preset {_shown(name)}: {e.strerror}") from None
+    if as_path.is_file():
+        raise ConfigError(f"{name} is not a .toml file; presets are TOML files named *.toml")
+    raise ConfigError(f"unknown preset {_shown(name)}.{suggest(name, preset_names())} List them with: cltui presets")
 
 
 @dataclass(frozen=True)
@@ -51,10 +74,15 @@ class PresetInfo:
 def preset_info(name: str) -> PresetInfo:
     path = preset_path(name)
     raw = read_toml(path)
-    ref = raw.get("reference", {})
+
+    def table(key: str) -> dict[str, Any]:  # a malformed preset still lists; validating it says what is wrong
+        value = raw.get(key, {})
+        return value if isinstance(value, dict) else {}
+
+    ref = table("reference")
     return PresetInfo(
-        name=name, path=path, benchmark=raw.get("benchmark", {}).get("name", "split_mnist"),
-        method=raw.get("method", {}).get("name", "finetune"), description=raw.get("description", ""),
+        name=name, path=path, benchmark=str(table("benchmark").get("name", "split_mnist")),
+        method=str(table("method").get("name", "finetune")), description=str(raw.get("description", "")),
         ref_during=ref.get("during"), ref_final=ref.get("final"),
     )
 

@@ -309,8 +309,11 @@ class RunStore:
     def find(self, ref: str) -> Path:
         """A run directory from its id, a unique prefix, or a path."""
         as_path = Path(ref)
-        if (as_path / RUN_FILE).is_file():
-            return as_path
+        try:
+            if (as_path / RUN_FILE).is_file():
+                return as_path
+        except (OSError, ValueError):  # a name too long for a path, or with a NUL byte: not a path
+            pass
         ids = self.run_ids()
         if ref in ids:
             return self.root / ref
@@ -322,24 +325,27 @@ class RunStore:
         raise RunStoreError(f"no run {ref!r} in {self.root}.{suggest(ref, ids)} List runs with: cltui runs")
 
     def group_members(self, group: str) -> list[Path]:
+        """The run directories of seed group `group`; files that are not cltui records are skipped."""
         out = []
         for rid in self.run_ids():
             try:
                 with h5py.File(self.root / rid / RUN_FILE, "r", libver="latest", swmr=True) as f:
-                    if _s(f.attrs["group"]) == group:
+                    if "format_version" in f.attrs and _s(f.attrs["group"]) == group:  # ours, and in the group
                         out.append(self.root / rid)
-            except OSError:
+            except Exception:  # any unreadable or foreign file (OSError, KeyError, ...) is not a member
                 continue
         return out
 
-    def records(self, with_series: bool = False) -> list[RunRecord]:
-        """Every readable run (unreadable ones are skipped, never touched)."""
+    def records(self, with_series: bool = False, skipped: list[str] | None = None) -> list[RunRecord]:
+        """Every readable run (unreadable ones are skipped, never touched); why each was skipped is
+        appended to `skipped` when given."""
         out = []
         for rid in self.run_ids():
             try:
                 out.append(read_run(self.root / rid, with_series=with_series))
-            except RunStoreError:
-                continue
+            except RunStoreError as e:
+                if skipped is not None:
+                    skipped.append(str(e))
         return out
 
     def delete(self, run_dir: Path) -> None:

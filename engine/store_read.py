@@ -9,6 +9,7 @@ Torch-free; works while another process writes the file (SWMR).
 from __future__ import annotations
 
 import json
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -146,17 +147,49 @@ def _scalar_table(specs: dict[str, SeriesSpec], data: dict[str, Series]) -> tupl
 
 
 def read_run(run_dir: Path, with_series: bool = True) -> RunRecord:
-    """Read a run's record (format 1 or 2); works while another process is writing it (SWMR)."""
+    """Read a run's record (format 1 or 2); works while another process is writing it (SWMR).
+
+    Anything that is not a readable cltui record (an empty or text file named run.h5, another
+    program's HDF5 file, a damaged record) raises RunStoreError with one line naming the file, never
+    another exception: listings skip it and show the runs beside it."""
     path = Path(run_dir) / RUN_FILE
-    last: Exception | None = None
-    for _ in range(5):  # a reader can race the writer's very first flush; retry briefly
+    for attempt in range(5):
         try:
             with h5py.File(path, "r", libver="latest", swmr=True) as f:
                 return _read(f, Path(run_dir), with_series)
-        except (OSError, KeyError) as e:
-            last = e
-            time.sleep(0.05)
-    raise RunStoreError(f"cannot read run {run_dir}: {last}. Is it a cltui run directory?")
+        except RunStoreError:
+            raise
+        except Exception as e:  # h5py raises OSError, KeyError, ValueError, TypeError... for bad files
+            # A reader can race the writer's very first flush: retry briefly, but only while a writer
+            # holds the run (a foreign or damaged file would otherwise cost every listing 0.25 s).
+            if attempt < 4 and lock_held(Path(run_dir)):
+                time.sleep(0.05)
+                continue
+            raise RunStoreError(_unreadable(path, e)) from None
+    raise AssertionError("unreachable")  # pragma: no cover - the loop returns or raises
+
+
+def _unreadable(path: Path, e: Exception) -> str:
+    """One line on why `path` is not a readable run record."""
+    try:
+        size = path.stat().st_size
+    except OSError as st:
+        return f"cannot read run {path}: {st.strerror}"
+    if size == 0:
+        return f"{path} is empty (0 bytes), not a cltui run record"
+    if not os.access(path, os.R_OK):
+        return f"cannot read run {path}: permission denied"
+    if isinstance(e, OSError):
+        try:
+            hdf5 = h5py.is_hdf5(path)
+        except OSError:
+            hdf5 = False
+        if not hdf5:
+            return f"{path} is not an HDF5 file, so not a cltui run record"
+    if isinstance(e, KeyError):
+        return f"{path} is an HDF5 file without cltui's run layout, not a cltui run record"
+    detail = " ".join(str(e).split())[:200]
+    return f"cannot read run record {path} ({type(e).__name__}: {detail}); it may be damaged"
 
 
 def _read(f: h5py.File, run_dir: Path, with_series: bool) -> RunRecord:

@@ -79,16 +79,16 @@ def test_each_optimizer_builds_with_its_settings_and_steps(name: str) -> None:
 
 
 @pytest.mark.parametrize(("override", "message"), [
-    ("training.lr=nan", "lr must be a finite number"),
-    ("training.lr=-0.1", "lr must be positive"),
-    ("training.nesterov=true", "nesterov needs optimizer = 'sgd' and momentum > 0"),
-    ("training.restore_best=true", "need a validation split"),
-    ("training.early_stop_patience=2", "need a validation split"),
+    ("training.lr=nan", "training.lr = nan is not a finite number"),
+    ("training.lr=-0.1", "training.lr = -0.1 must be > 0"),
+    ("training.nesterov=true", "training.nesterov needs optimizer = 'sgd' and momentum > 0"),
+    ("training.restore_best=true", "training.restore_best needs a validation split"),
+    ("training.early_stop_patience=2", "training.early_stop_patience needs a validation split"),
     ("training.lr_schedule=step", "needs lr_milestones or lr_milestone_epochs"),
-    ("training.lr_milestones=[1.5]", "fractions strictly between 0 and 1"),
-    ("training.val_fraction=1.0", "val_fraction must be in [0, 1)"),
-    ("training.stop_train_acc=101", "percentage"),
-    ("training.lr_min=1.0", "lr_min must be >= 0 and below lr"),
+    ("training.lr_milestones=[1.5]", "training.lr_milestones = [1.5]: fractions strictly between 0 and 1"),
+    ("training.val_fraction=1.0", "training.val_fraction = 1.0 must be in [0, 1)"),
+    ("training.stop_train_acc=101", "training.stop_train_acc = 101.0 is a percentage"),
+    ("training.lr_min=1.0", "training.lr_min = 1.0 must be >= 0 and below lr"),
     ("training.optimizer=lamb", "is not one of"),
 ])
 def test_bad_training_settings_are_one_clear_line(override: str, message: str) -> None:

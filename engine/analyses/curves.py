@@ -27,8 +27,10 @@ class CurvesOptions:
     samples: int = opt(500, "size of the fixed per-task test subset")
 
     def __post_init__(self) -> None:
-        if self.every < 1 or self.samples < 1:
-            raise ValueError("every >= 1 and samples >= 1 required (turn curves off with enabled = false)")
+        # Messages start with the field name: engine.schema.build puts "analyses.curves." in front.
+        for n in ("every", "samples"):
+            if getattr(self, n) < 1:
+                raise ValueError(f"{n} = {getattr(self, n)!r} must be >= 1 (turn curves off with enabled = false)")
 
 
 @ANALYSES.register(CurvesOptions)

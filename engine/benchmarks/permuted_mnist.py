@@ -27,8 +27,13 @@ class PermutedMnistOptions:
     train_per_task: int = opt(-1, "cap on training images per task (-1 = all)")
 
     def __post_init__(self) -> None:
-        if self.num_tasks < 1:
-            raise ValueError("num_tasks must be at least 1")
+        # Messages start with the field name: engine.schema.build puts "benchmark." in front.
+        if not 1 <= self.num_tasks <= 1000:  # a task is a permutation (784 ints) and a 10-way head
+            raise ValueError(f"num_tasks = {self.num_tasks!r} must be 1 to 1000")
+        if not 0 <= self.permutation_seed < 2**32:  # numpy.random.RandomState's range
+            raise ValueError(f"permutation_seed = {self.permutation_seed!r} must be 0 to 2^32 - 1")
+        if self.train_per_task == 0 or self.train_per_task < -1:
+            raise ValueError(f"train_per_task = {self.train_per_task!r} must be -1 (all) or >= 1")
 
 
 @BENCHMARKS.register(PermutedMnistOptions)

@@ -25,8 +25,11 @@ class SplitMnistOptions:
     train_per_task: int = opt(-1, "cap on training images per task (-1 = all)")
 
     def __post_init__(self) -> None:
+        # Messages start with the field name: engine.schema.build puts "benchmark." in front.
         if not 1 <= self.num_tasks <= 5:
-            raise ValueError("num_tasks must be between 1 and 5")
+            raise ValueError(f"num_tasks = {self.num_tasks!r} must be between 1 and 5")
+        if self.train_per_task == 0 or self.train_per_task < -1:
+            raise ValueError(f"train_per_task = {self.train_per_task!r} must be -1 (all) or >= 1")
 
 
 @BENCHMARKS.register(SplitMnistOptions)

@@ -128,12 +128,24 @@ class SsmnistOptions:
     heads: Literal["multi", "single"] = opt("multi", "'multi' = one head per task; 'single' = one head shared by all tasks (from-scratch runs)")
 
     def __post_init__(self) -> None:
+        # Messages start with the field name: engine.schema.build puts "benchmark." in front.
         if not 1 <= self.m <= 10:
-            raise ValueError("m must be between 1 and 10")
+            raise ValueError(f"m = {self.m!r} must be between 1 and 10")
         if not 1 <= self.num_tasks <= 45:
-            raise ValueError("num_tasks must be between 1 and 45")
-        if self.n_train < 1 or self.n_test < 1 or self.n_val < 0:
-            raise ValueError("n_train and n_test must be positive and n_val >= 0")
+            raise ValueError(f"num_tasks = {self.num_tasks!r} must be between 1 and 45")
+        if not 0 <= self.data_random_seed < 2**32:  # numpy.random.RandomState's range
+            raise ValueError(f"data_random_seed = {self.data_random_seed!r} must be 0 to 2^32 - 1")
+        for n in ("n_train", "n_test"):
+            if getattr(self, n) < 1:
+                raise ValueError(f"{n} = {getattr(self, n)!r} must be >= 1")
+        if self.n_val < 0:
+            raise ValueError(f"n_val = {self.n_val!r} must be >= 0")
+        from engine.schema import check_fits
+
+        # Every task's sequences are held at once, int8 [n, longest, 4] plus int64 lengths and labels;
+        # a lower bound counts one step per digit (real digits take tens of steps).
+        per_task = float(self.n_train + self.n_test + self.n_val) * (4 * self.m + 16)
+        check_fits("n_train", self.n_train, self.num_tasks * per_task, f"{self.num_tasks} tasks of stroke sequences")
 
 
 @BENCHMARKS.register(SsmnistOptions)

@@ -49,10 +49,17 @@ class CoresetsOptions:
     distill_reg: float = opt(1.0, "λ_d: weight of the KD loss summed over old tasks. KD is read out at the model's normal step (len−1); the reference reads it at len−2 (an off-by-one we do not copy)")
 
     def __post_init__(self) -> None:
-        if self.coreset_size < 1 or self.replay_batch == 0 or self.replay_batch < -1:
-            raise ValueError("coreset_size must be positive, replay_batch -1 or positive")
-        if self.temperature <= 0 or self.distill_reg < 0:
-            raise ValueError("temperature must be > 0 and distill_reg >= 0")
+        # Messages start with the field name: engine.schema.build puts "method." in front.
+        from engine.config import MAX_BATCH
+
+        if self.coreset_size < 1:
+            raise ValueError(f"coreset_size = {self.coreset_size!r} must be >= 1")
+        if self.replay_batch == 0 or self.replay_batch < -1 or self.replay_batch > MAX_BATCH:
+            raise ValueError(f"replay_batch = {self.replay_batch!r} must be -1 (the training batch size) or 1 to {MAX_BATCH:,}")
+        if self.temperature <= 0:
+            raise ValueError(f"temperature = {self.temperature!r} must be > 0")
+        if self.distill_reg < 0:
+            raise ValueError(f"distill_reg = {self.distill_reg!r} must be >= 0")
 
 
 @METHODS.register(CoresetsOptions)

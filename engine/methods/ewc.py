@@ -45,10 +45,16 @@ class EwcOptions:
     fisher_chunk: int = opt(64, "samples per vmap call (memory ≈ chunk × model parameters × 4 bytes)")
 
     def __post_init__(self) -> None:
-        if self.ewc_lambda < 0 or self.gamma < 0:
-            raise ValueError("ewc_lambda and gamma must be >= 0")
-        if self.n_fisher == 0 or self.n_fisher < -1 or self.fisher_chunk < 1:
-            raise ValueError("n_fisher must be -1 (all) or positive, fisher_chunk positive")
+        # Messages start with the field name: engine.schema.build puts "method." in front.
+        from engine.config import MAX_BATCH
+
+        for n in ("ewc_lambda", "gamma"):
+            if getattr(self, n) < 0:
+                raise ValueError(f"{n} = {getattr(self, n)!r} must be >= 0")
+        if self.n_fisher == 0 or self.n_fisher < -1:
+            raise ValueError(f"n_fisher = {self.n_fisher!r} must be -1 (all) or >= 1")
+        if not 1 <= self.fisher_chunk <= MAX_BATCH:
+            raise ValueError(f"fisher_chunk = {self.fisher_chunk!r} must be 1 to {MAX_BATCH:,}")
 
 
 @METHODS.register(EwcOptions)

@@ -50,12 +50,25 @@ class HnetOptions:
     reg_batch_size: int = opt(-1, "earlier tasks regularised per step, drawn at random; -1 = all (the reference)")
 
     def __post_init__(self) -> None:
-        if any(h < 1 for h in self.hidden) or min(self.chunk_size, self.temb_size, self.cemb_size) < 1:
-            raise ValueError("hidden widths, chunk_size, temb_size and cemb_size must be positive")
-        if self.temb_std < 0 or self.cemb_std < 0 or self.beta < 0:
-            raise ValueError("temb_std, cemb_std and beta must be >= 0")
+        # Messages start with the field name: engine.schema.build puts "method." in front.
+        if any(h < 1 for h in self.hidden):
+            raise ValueError(f"hidden = {self.hidden!r}: every width must be >= 1")
+        for n in ("chunk_size", "temb_size", "cemb_size"):
+            if getattr(self, n) < 1:
+                raise ValueError(f"{n} = {getattr(self, n)!r} must be >= 1")
+        for n in ("temb_std", "cemb_std", "beta"):
+            if getattr(self, n) < 0:
+                raise ValueError(f"{n} = {getattr(self, n)!r} must be >= 0")
         if self.reg_batch_size == 0 or self.reg_batch_size < -1:
-            raise ValueError("reg_batch_size must be -1 (all earlier tasks) or positive")
+            raise ValueError(f"reg_batch_size = {self.reg_batch_size!r} must be -1 (all earlier tasks) or >= 1")
+        from engine.schema import check_fits
+
+        # The hypernetwork's own weights (its input, hidden and output layers), ×4 for gradients and
+        # Adam's two moments, float32; the generated main network comes on top.
+        widths = [self.temb_size + self.cemb_size, *self.hidden, self.chunk_size]
+        params = sum(float(a) * b for a, b in zip(widths, widths[1:]))
+        key = "chunk_size" if 2 * float(widths[-2]) * self.chunk_size >= params else "hidden"  # the dominant one
+        check_fits(key, getattr(self, key), params * 4 * 4, "the hypernetwork's weights")
 
 
 @METHODS.register(HnetOptions)

@@ -52,8 +52,9 @@ class MaskingOptions:
     mask_fraction: float = opt(0.8, "fraction of each masked layer's units switched OFF per task, ⌊units·p⌋ (0.8 leaves 20% active)")
 
     def __post_init__(self) -> None:
+        # Messages start with the field name: engine.schema.build puts "method." in front.
         if not 0.0 <= self.mask_fraction < 1.0:
-            raise ValueError("mask_fraction must be in [0, 1)")
+            raise ValueError(f"mask_fraction = {self.mask_fraction!r} must be in [0, 1)")
 
 
 @METHODS.register(MaskingOptions)

@@ -81,8 +81,11 @@ class SiOptions:
     task_loss_only: bool = opt(True, "ω from the task-loss gradient and the optimizer step it alone would make (predicted from a copy of the optimizer state; SGD: −lr·g); false = the real step and the full, clipped gradient")
 
     def __post_init__(self) -> None:
-        if self.si_lambda < 0 or self.damping <= 0:
-            raise ValueError("si_lambda must be >= 0 and damping > 0")
+        # Messages start with the field name: engine.schema.build puts "method." in front.
+        if self.si_lambda < 0:
+            raise ValueError(f"si_lambda = {self.si_lambda!r} must be >= 0")
+        if self.damping <= 0:
+            raise ValueError(f"damping = {self.damping!r} must be > 0")
 
 
 @METHODS.register(SiOptions)

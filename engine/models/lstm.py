@@ -153,8 +153,13 @@ class LstmOptions:
     impl: Literal["auto", "fast", "reference"] = opt("auto", "'fast' = torch's fused LSTM (cuDNN on GPU); 'reference' = a step-by-step Python loop; 'auto' = fast unless the masks are not 0/1")
 
     def __post_init__(self) -> None:
+        # Messages start with the field name: engine.schema.build puts "model." in front.
         if self.hidden < 1:
-            raise ValueError("hidden must be positive")
+            raise ValueError(f"hidden = {self.hidden!r} must be >= 1")
+        from engine.schema import check_fits
+
+        # 4·h² recurrent weights alone, ×4 for gradients and Adam's two moments, float32.
+        check_fits("hidden", self.hidden, 4 * float(self.hidden) ** 2 * 4 * 4, "the LSTM's weights")
 
 
 @MODELS.register(LstmOptions)

@@ -31,8 +31,15 @@ class MlpOptions:
     activation: Literal["relu", "tanh"] = opt("relu", "hidden nonlinearity")
 
     def __post_init__(self) -> None:
+        # Messages start with the field name: engine.schema.build puts "model." in front.
         if any(h < 1 for h in self.hidden):
-            raise ValueError("hidden widths must be positive")
+            raise ValueError(f"hidden = {self.hidden!r}: every width must be >= 1")
+        from engine.schema import check_fits
+
+        # Weights between hidden layers alone (the input and head layers come on top), ×4 for
+        # gradients and Adam's two moments, float32.
+        between = sum(float(a) * b for a, b in zip(self.hidden, self.hidden[1:])) + sum(map(float, self.hidden))
+        check_fits("hidden", self.hidden, between * 4 * 4, "the MLP's weights")
 
 
 @MODELS.register(MlpOptions)
