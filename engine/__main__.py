@@ -6,7 +6,7 @@ Its stdout is a structured channel of exactly one JSON line:
 - `{"error": "<one line>", "kind": "<error class>"}` when it stops before the record exists (bad
   config, no GPU, missing data, a run still being written, an unexpected crash); exit code 2.
 
-A finished run exits 0, a failed one 1, an interrupted one 3. Once the run exists, stderr (library
+A finished run exits 0, a failed one 1, an interrupted one 3, a diverged one 4. Once the run exists, stderr (library
 warnings, a traceback) is redirected into `<run_dir>/engine.log`, so no output is shared between runs.
 argparse, not typer: the engine never imports the UI's libraries. Start it with `python -P` (3.11+)
 so an `engine/` folder in the working directory cannot shadow the installed one.
@@ -22,7 +22,7 @@ import traceback
 from pathlib import Path
 from typing import Any
 
-EXIT = {"finished": 0, "failed": 1, "interrupted": 3}
+EXIT = {"finished": 0, "failed": 1, "interrupted": 3, "diverged": 4}
 ENGINE_LOG = "engine.log"
 
 

@@ -169,6 +169,8 @@ def resume(run_ref: str, runs_dir: Path, data_dir: str | Path | None = None,
     rec = read_run(run_dir, with_series=False)
     if rec.status == "finished":
         raise RunStoreError(f"run {rec.run_id} already finished; nothing to resume.")
+    if rec.status == "diverged":  # deterministic: it would diverge again at the same step
+        raise RunStoreError(f"run {rec.run_id} diverged; resuming would diverge again: change the config and start it again.")
     if lock_held(run_dir):  # RunWriter.reopen takes the lock itself; this only fails before the slow setup
         raise RunLockedError(f"run {rec.run_id} is still running; watch it with: cltui watch {rec.run_id}")
     state = load_checkpoint(run_dir)

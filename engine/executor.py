@@ -8,7 +8,7 @@ to implement four calls:
   exists raises `RunStartError` carrying the engine's structured error (message and kind).
 - `resume(run_dir)` does the same for continuing a stored run from its checkpoint.
 - `poll(handle)` is None while the run goes on, else its final status ('finished', 'failed',
-  'interrupted'), read from the run record, the one source of truth every backend shares.
+  'interrupted', 'diverged'), read from the run record, the one source of truth every backend shares.
 - `stop(handle)` asks the run to write a checkpoint and stop (it then reads 'interrupted').
 
 `LocalExecutor` runs `python -P -m engine run|resume` as child processes (detached for the TUI, so
@@ -40,8 +40,8 @@ from engine.store import read_run
 if TYPE_CHECKING:  # engine.config loads every component's options (~30 ms): only submit needs it
     from engine.planning import PlannedRun
 
-EXIT_STATUS = {0: "finished", 1: "failed", 3: "interrupted"}
-STATUS_EXIT = {"finished": 0, "failed": 1, "interrupted": 3, "not started": 2}
+EXIT_STATUS = {0: "finished", 1: "failed", 3: "interrupted", 4: "diverged"}
+STATUS_EXIT = {"finished": 0, "failed": 1, "interrupted": 3, "diverged": 4, "not started": 2}
 """Exit codes of `python -m engine` and of `cltui run`/`resume` for each final status."""
 
 

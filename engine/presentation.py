@@ -260,6 +260,8 @@ def resume_info(status: str, checkpoint_step: int | None, has_checkpoint: bool) 
         return ResumeInfo(False, "still running")
     if status == "finished":
         return ResumeInfo(False, "already finished; nothing to resume")
+    if status == "diverged":
+        return ResumeInfo(False, "diverged; resuming would diverge again: change the config and start it again")
     if checkpoint_step is not None:
         return ResumeInfo(True, f"resumes from step {checkpoint_step}")
     if has_checkpoint:
@@ -270,6 +272,14 @@ def resume_info(status: str, checkpoint_step: int | None, has_checkpoint: bool) 
 def resume_of(rec: RunRecord) -> ResumeInfo:
     run_dir = Path(rec.run_dir)
     return resume_info(rec.live_status, read_checkpoint_step(run_dir), (run_dir / CHECKPOINT_FILE).is_file())
+
+
+def divergence_text(div: Mapping[str, float]) -> str:
+    """'diverged at step 7: loss = nan; last finite loss 2.3 at step 6' from a record's `divergence`."""
+    text = f"diverged at step {int(div['step'])}: loss = {div['loss']:.4g}"
+    if div.get("last_finite_step", 0) > 0:
+        return text + f"; last finite loss {div['last_finite_loss']:.4g} at step {int(div['last_finite_step'])}"
+    return text + "; no finite loss before it"
 
 
 def error_summary(error: str) -> str:
