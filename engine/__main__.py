@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import sys
 import traceback
 from pathlib import Path
@@ -50,6 +51,10 @@ class _Announcer:
 def error_line(error: str, kind: str) -> str:
     """The announcement channel's error object, as one line."""
     return json.dumps({"error": error, "kind": kind})
+
+
+def _interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -105,4 +110,7 @@ def _is_cltui_error(e: BaseException) -> bool:
 
 
 if __name__ == "__main__":
+    # Until the run's own handler takes over (engine.api: checkpoint and stop), SIGTERM is Ctrl-C:
+    # a run stopped while it loads data exits with its error line and leaves nothing behind.
+    signal.signal(signal.SIGTERM, _interrupt)
     sys.exit(main())

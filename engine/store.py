@@ -233,6 +233,7 @@ class RunWriter:
             f["progress"][0] = f["progress"][1]
             self.set_status("finished")
         elif isinstance(event, ev.RunInterrupted):
+            f["progress"][0] = event.step  # where it stopped (progress otherwise moves at log steps)
             self.set_status("interrupted")
         elif isinstance(event, ev.RunFailed):
             f["error"][()] = event.error
