@@ -4,7 +4,7 @@ The loop hands every step's loss (task loss + penalty, a 0-d tensor on the devic
 `DivergenceWatch.add`, which only keeps a reference: no `.item()`, no comparison on the host. The
 loop reads the window back (`check`) where it syncs anyway: at log steps (`training.log_every`),
 at each phase's last step and before any checkpoint, so a diverged state is never checkpointed.
-One `torch.stack` of at most log_every scalars then gives the exact first non-finite step, its loss,
+One `torch.cat` of at most log_every scalars then gives the exact first non-finite step, its loss,
 and the last finite loss before it. Per step this costs one detached reference (the sum with the
 penalty is already computed), cheaper than updating on-device flags with `torch.where` (4-6 tiny
 kernels a step).
@@ -25,6 +25,9 @@ from torch import Tensor
 
 from engine.events import RunDiverged
 
+FOLD = 1024
+"""Window length at which the kept losses are joined into one tensor."""
+
 
 class DivergenceWatch:
     """The losses since the last check, and the last finite loss before them."""
@@ -39,13 +42,15 @@ class DivergenceWatch:
         """Remember step `step`'s loss (a 0-d tensor; steps arrive consecutively)."""
         if not self._window:
             self._first = step
-        self._window.append(loss.detach())
+        self._window.append(loss.detach().reshape(1))  # a view: no copy, no sync
+        if len(self._window) >= FOLD:  # a huge log_every: keep one tensor, not thousands (still no sync)
+            self._window = [torch.cat(self._window)]
 
     def check(self) -> RunDiverged | None:
         """Read the window back (one host sync): the first non-finite loss in it, else None."""
         if not self._window:
             return None
-        losses = torch.stack(self._window).double().cpu()
+        losses = torch.cat(self._window).double().cpu()
         self._window = []
         finite = torch.isfinite(losses)
         bad = (~finite).nonzero()

@@ -38,6 +38,13 @@ def test_watch_finds_the_first_bad_step_and_the_last_finite_loss() -> None:
         w.add(step, torch.tensor(v))
     div = w.check()
     assert div == ev.RunDiverged(5, math.inf, 4, 1.0)
+    # A window longer than FOLD (a huge log_every) is joined on the device and read back the same.
+    for step in range(8, 8 + 2500):
+        w.add(step, torch.tensor(float(step)))
+    w.add(2508, torch.tensor(float("nan")))
+    div = w.check()
+    assert div is not None and (div.step, div.last_finite_step, div.last_finite_loss) == (2508, 2507, 2507.0)
+    assert math.isnan(div.loss) and w.check() is None
     assert divergence_text({"step": 5, "loss": math.inf, "last_finite_step": 4, "last_finite_loss": 1.0}) \
         == "diverged at step 5: loss = inf; last finite loss 1 at step 4"
 

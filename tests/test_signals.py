@@ -97,7 +97,16 @@ def test_sigterm_to_cltui_stops_the_child_with_a_checkpoint_and_resumes_exactly(
     code, err = finish(proc)
     assert code == 3, err
     assert_stopped_cleanly(run_dir, err)
-    assert read_run(run_dir, with_series=False).progress[0] < 600
+    n = read_run(run_dir, with_series=False).progress[0]
+    assert n < 600
+    # `cltui resume` behaves the same: Ctrl-C to its process group stops it with a checkpoint.
+    proc = cltui("resume", run_dir.name, "--runs-dir", str(tmp_path), "--no-live")
+    wait_until_training(tmp_path, proc, step=n + 60)
+    os.killpg(proc.pid, signal.SIGINT)
+    code, err = finish(proc)
+    assert code == 3, err
+    assert_stopped_cleanly(run_dir, err)
+    assert n < read_run(run_dir, with_series=False).progress[0] < 600
     resume_to_the_end(run_dir, reference)
 
 
