@@ -180,8 +180,11 @@ class RunWriter:
 
     # -- writing ------------------------------------------------------------------------------
     def counts(self) -> dict[str, int]:
-        """Rows per series (stored in checkpoints so that resume can truncate to them); writes pending rows."""
+        """Rows per series (stored in checkpoints so that resume can truncate to them). Writes the
+        pending rows and flushes the file first, so every row counted is in run.h5 before the
+        checkpoint that counts it exists (a kill -9 after the checkpoint loses none)."""
         self._write_pending()
+        self.flush(force=True)
         return {name: int(steps.shape[0]) for name, (steps, _) in self._datasets.items()}
 
     def append(self, name: str, step: int, value: Any) -> None:
