@@ -194,7 +194,9 @@ def run(
     data_dir: DataDir = None,
     live: Annotated[bool, typer.Option("--live/--no-live", help="live view while training")] = True,
 ) -> None:
-    """Run a preset (optionally over several seeds and a grid) and store it in one HDF5 record per run."""
+    """Run a preset (optionally over several seeds and a grid) and store it in one HDF5 record per run.
+
+    Ctrl-C (or SIGTERM) stops every run with a checkpoint, to resume later; a second one kills them."""
     from engine.planning import parse_grid, plan
     from engine.store import RunStore
 
@@ -225,7 +227,9 @@ def resume(
     data_dir: DataDir = None,
     live: Annotated[bool, typer.Option("--live/--no-live")] = True,
 ) -> None:
-    """Continue an interrupted run from its last checkpoint (same final result as an uninterrupted run)."""
+    """Continue an interrupted run from its last checkpoint (same final result as an uninterrupted run).
+
+    Ctrl-C (or SIGTERM) stops it again with a checkpoint; a second one kills it."""
     from engine.presentation import resume_of
     from engine.store import RunStore, read_run
 

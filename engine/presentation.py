@@ -274,15 +274,14 @@ def resume_of(rec: RunRecord) -> ResumeInfo:
     return resume_info(rec.live_status, read_checkpoint_step(run_dir), (run_dir / CHECKPOINT_FILE).is_file())
 
 
-def stop_text(rec: RunRecord, killed: bool = False) -> str:
-    """One line on an interrupted run: where it stopped, its last checkpoint, how to go on.
+def stop_line(run_id: str, step: int, checkpoint_step: int | None, res: ResumeInfo, killed: bool = False) -> str:
+    """One line on an interrupted run: where it stopped (`step`), its last checkpoint, how to go on.
 
     A stopped run checkpoints at the step it stops; a `killed` one (no time to checkpoint) says what
     it lost: every step since its last checkpoint. It is known to have reached its last logged step
-    (`progress`), perhaps a few more."""
-    n, m, rid = rec.progress[0], read_checkpoint_step(Path(rec.run_dir)), rec.run_id
-    res = resume_of(rec)
-    go_on = f"resume with: cltui resume {rid}" if res.possible else res.text
+    (`step`, the record's progress), perhaps a few more."""
+    go_on = f"resume with: cltui resume {run_id}" if res.possible else res.text
+    n, m = step, checkpoint_step
     if not killed:
         return f"stopped at step {n}; " + (f"checkpoint at step {m}; " if m is not None else "") + go_on
     if m is not None and m >= n:
@@ -291,6 +290,11 @@ def stop_text(rec: RunRecord, killed: bool = False) -> str:
         return f"killed after step {n}: lost the steps since its checkpoint at step {m}; {go_on}"
     return f"killed after step {n}: lost " + ("the steps since its last checkpoint" if res.possible else "every step") \
         + f"; {go_on}"
+
+
+def stop_text(rec: RunRecord, killed: bool = False) -> str:
+    """stop_line for a stored run."""
+    return stop_line(rec.run_id, rec.progress[0], read_checkpoint_step(Path(rec.run_dir)), resume_of(rec), killed)
 
 
 def divergence_text(div: Mapping[str, float]) -> str:
