@@ -72,22 +72,53 @@ def _executor(runs_dir: Path | None, data_dir: Path | None) -> LocalExecutor:
     return LocalExecutor(runs_root(runs_dir), str(data_dir) if data_dir else None)
 
 
-@contextmanager
-def _children_get_ctrl_c() -> Iterator[None]:
-    """Attached runs share our process group and get Ctrl-C themselves (they checkpoint and stop);
-    we only say so and keep waiting for them."""
-    old = signal.signal(signal.SIGINT, lambda *_: err_console.print("[yellow]stopping: writing a checkpoint…[/yellow]"))
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, old)
+class _Interrupts:
+    """Ctrl-C or SIGTERM while `cltui run`/`resume` waits on its runs (to cltui alone, or to its whole
+    process group as a terminal's Ctrl-C, which the attached children then get too).
+
+    The first asks every running child to write a checkpoint and stop (the executor's SIGTERM; no
+    further planned run starts) and cltui keeps waiting for them; the second kills them at once,
+    and each one's end line says what it lost."""
+
+    def __init__(self, executor: LocalExecutor) -> None:
+        self.executor = executor
+        self.count = 0
+        self.killed: set[int] = set()
+
+    def __call__(self, signum: int, frame: Any) -> None:
+        self.count += 1
+        if self.count == 1:
+            err_console.print("[yellow]stopping: each run writes a checkpoint; Ctrl-C again kills without waiting[/yellow]",
+                              highlight=False)
+            self.executor.stop_all()
+        else:
+            pids = self.executor.kill_all()
+            self.killed.update(pids)
+            if pids:
+                err_console.print("[red]killed without waiting for a checkpoint[/red]", highlight=False)
+
+    @property
+    def stopping(self) -> bool:
+        return self.count > 0
+
+    def was_killed(self, handle: RunHandle) -> bool:
+        return handle.proc is not None and handle.proc.pid in self.killed
+
+    @contextmanager
+    def installed(self) -> Iterator[_Interrupts]:
+        old = {s: signal.signal(s, self) for s in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            yield self
+        finally:
+            for s, h in old.items():
+                signal.signal(s, h)
 
 
-def _report_end(outcome: Outcome, live: bool, brief: bool = False) -> None:
+def _report_end(outcome: Outcome, live: bool, brief: bool = False, killed: bool = False) -> None:
     """One run ended: its summary (when not shown live; one line when `brief`, as for parallel runs)
-    and what happened, from its record."""
+    and what happened, from its record (`killed`: by a second Ctrl-C, without a checkpoint)."""
     from cltui.views import run_summary
-    from engine.presentation import error_summary, fmt, metrics_of, resume_of
+    from engine.presentation import divergence_text, error_summary, fmt, metrics_of, stop_text
     from engine.store import read_run
 
     if outcome.handle is None:  # it never started: the engine's structured error, one line
@@ -106,9 +137,11 @@ def _report_end(outcome: Outcome, live: bool, brief: bool = False) -> None:
     elif not live:
         console.print(run_summary(rec))
     if outcome.status == "interrupted":
-        res = resume_of(rec)
-        console.print(f"[yellow]interrupted[/yellow] at step {rec.progress[0]}; "
-                      + (f"{res.text}: cltui resume {h.run_id}" if res.possible else res.text))
+        killed = killed or rec.status != "interrupted"  # its process died before marking the stop
+        err_console.print(f"[yellow]{h.run_id}[/yellow]: {stop_text(rec, killed)}", highlight=False, soft_wrap=True)
+    elif outcome.status == "diverged":
+        err_console.print(f"[magenta]run {h.run_id} {divergence_text(rec.divergence) if rec.divergence else 'diverged'}"
+                          "[/magenta]", highlight=False, soft_wrap=True)
     elif outcome.status == "failed":
         err_console.print(f"[red]run {h.run_id} failed:[/red] {error_summary(rec.error)}", highlight=False)
     elif outcome.status == "finished" and not brief:
@@ -125,12 +158,14 @@ def _execute(runs: list[PlannedRun], runs_dir: Path | None, data_dir: Path | Non
     live = live and parallel == 1  # one live view at a time; parallel runs report as they end
 
     def on_start(run: PlannedRun | None, handle: RunHandle) -> None:
+        for note in handle.notes:  # e.g. a damaged checkpoint the engine skipped
+            console.print(f"[yellow]{handle.run_id}: {note}[/]")
         if live:
             follow(handle.run_dir, console, lambda: executor.poll(handle) is None)
         elif parallel > 1:
             console.print(f"started {handle.run_id}")
 
-    with _children_get_ctrl_c():
+    with _Interrupts(executor).installed() as intr:
         if resume_dir is not None:
             try:
                 handle = executor.resume(resume_dir)
@@ -140,10 +175,11 @@ def _execute(runs: list[PlannedRun], runs_dir: Path | None, data_dir: Path | Non
             while (status := executor.poll(handle)) is None:
                 time.sleep(0.2)
             outcomes = [Outcome(None, handle, status)]
-            _report_end(outcomes[0], live)
+            _report_end(outcomes[0], live, killed=intr.was_killed(handle))
         else:
-            outcomes = run_all(executor, runs, parallel, on_start=on_start,
-                               on_end=lambda o: _report_end(o, live, brief=parallel > 1))
+            outcomes = run_all(executor, runs, parallel, on_start=on_start, halt=lambda: intr.stopping,
+                               on_end=lambda o: _report_end(o, live, brief=parallel > 1,
+                                                            killed=o.handle is not None and intr.was_killed(o.handle)))
     return exit_code(outcomes)
 
 
@@ -160,7 +196,9 @@ def run(
     data_dir: DataDir = None,
     live: Annotated[bool, typer.Option("--live/--no-live", help="live view while training")] = True,
 ) -> None:
-    """Run a preset (optionally over several seeds and a grid) and store it in one HDF5 record per run."""
+    """Run a preset (optionally over several seeds and a grid) and store it in one HDF5 record per run.
+
+    Ctrl-C (or SIGTERM) stops every run with a checkpoint, to resume later; a second one kills them."""
     from engine.planning import parse_grid, plan
     from engine.store import RunStore
 
@@ -191,7 +229,9 @@ def resume(
     data_dir: DataDir = None,
     live: Annotated[bool, typer.Option("--live/--no-live")] = True,
 ) -> None:
-    """Continue an interrupted run from its last checkpoint (same final result as an uninterrupted run)."""
+    """Continue an interrupted run from its last checkpoint (same final result as an uninterrupted run).
+
+    Ctrl-C (or SIGTERM) stops it again with a checkpoint; a second one kills it."""
     from engine.presentation import resume_of
     from engine.store import RunStore, read_run
 
@@ -211,7 +251,8 @@ def resume(
 
 @app.command()
 def watch(run: Annotated[str, typer.Argument(help="run id (or unique part of it)")], runs_dir: RunsDir = None) -> None:
-    """Follow a run started elsewhere (another terminal, the TUI) until it stops."""
+    """Follow a run started elsewhere (another terminal, the TUI) until it stops. Ctrl-C (or SIGTERM)
+    only stops watching: the run goes on."""
     from cltui.live import follow
     from engine.executor import RunHandle
     from engine.store import RunStore, read_run
@@ -223,10 +264,17 @@ def watch(run: Annotated[str, typer.Argument(help="run id (or unique part of it)
         fail(str(e))
     executor = _executor(runs_dir, None)
     handle = RunHandle(rec.run_id, run_dir)
+
+    def detach(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    old = signal.signal(signal.SIGTERM, detach)  # the watched run is not ours to stop
     try:
         follow(run_dir, console, lambda: executor.poll(handle) is None)
     except KeyboardInterrupt:
         console.print(f"stopped watching; the run goes on. Again: cltui watch {rec.run_id}")
+    finally:
+        signal.signal(signal.SIGTERM, old)
 
 
 @presets_app.callback()

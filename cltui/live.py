@@ -18,9 +18,9 @@ from rich.progress_bar import ProgressBar
 from rich.table import Table
 from rich.text import Text
 
-from cltui.views import header, matrix_table, metrics_table
+from cltui.views import header, matrix_table, metrics_table, status_lines
 from engine.errors import RunStoreError
-from engine.presentation import error_summary, fmt, metrics_of, progress_of
+from engine.presentation import fmt, metrics_of, progress_of
 from engine.store import RunRecord, read_run
 
 SPARK = "▁▂▃▄▅▆▇█"
@@ -57,8 +57,7 @@ def progress_panel(rec: RunRecord) -> Table:
 def render(rec: RunRecord) -> Group:
     parts = [header(rec), progress_panel(rec), Text(""), matrix_table(rec), Text(""),
              metrics_table(rec, metrics_of(rec))]
-    if rec.status == "failed" and rec.error:
-        parts.append(Text("error: " + error_summary(rec.error), style="red"))
+    parts.extend(status_lines(rec))
     return Group(*parts)
 
 

@@ -16,6 +16,7 @@ from rich.text import Text
 
 from engine.presentation import (
     STD_LABEL,
+    divergence_text,
     error_summary,
     fmt,
     has_reference,
@@ -80,14 +81,23 @@ def header(rec: RunRecord) -> Text:
 
 
 def status_style(status: str) -> str:
-    return {"running": "bold cyan", "finished": "bold green", "interrupted": "bold yellow", "failed": "bold red"}.get(status, "")
+    return {"running": "bold cyan", "finished": "bold green", "interrupted": "bold yellow", "failed": "bold red",
+            "diverged": "bold magenta"}.get(status, "")
 
 
 def run_summary(rec: RunRecord) -> Group:
     parts: list[Any] = [header(rec), matrix_table(rec), Text(""), metrics_table(rec, metrics_of(rec))]
-    if rec.status == "failed" and rec.error:
-        parts.append(Text("error: " + error_summary(rec.error), style="red"))
+    parts.extend(status_lines(rec))
     return Group(*parts)
+
+
+def status_lines(rec: RunRecord) -> list[Text]:
+    """Why a run ended badly, under its summary: a failure's error or where it diverged."""
+    if rec.status == "failed" and rec.error:
+        return [Text("error: " + error_summary(rec.error), style="red")]
+    if rec.status == "diverged" and rec.divergence:
+        return [Text(divergence_text(rec.divergence), style="magenta")]
+    return []
 
 
 def runs_table(records: list[RunRecord]) -> Table:

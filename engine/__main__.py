@@ -6,7 +6,7 @@ Its stdout is a structured channel of exactly one JSON line:
 - `{"error": "<one line>", "kind": "<error class>"}` when it stops before the record exists (bad
   config, no GPU, missing data, a run still being written, an unexpected crash); exit code 2.
 
-A finished run exits 0, a failed one 1, an interrupted one 3. Once the run exists, stderr (library
+A finished run exits 0, a failed one 1, an interrupted one 3, a diverged one 4. Once the run exists, stderr (library
 warnings, a traceback) is redirected into `<run_dir>/engine.log`, so no output is shared between runs.
 argparse, not typer: the engine never imports the UI's libraries. Start it with `python -P` (3.11+)
 so an `engine/` folder in the working directory cannot shadow the installed one.
@@ -17,12 +17,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import sys
 import traceback
 from pathlib import Path
 from typing import Any
 
-EXIT = {"finished": 0, "failed": 1, "interrupted": 3}
+EXIT = {"finished": 0, "failed": 1, "interrupted": 3, "diverged": 4}
 ENGINE_LOG = "engine.log"
 
 
@@ -51,6 +52,10 @@ class _Announcer:
 def error_line(error: str, kind: str) -> str:
     """The announcement channel's error object, as one line."""
     return json.dumps({"error": error, "kind": kind})
+
+
+def _interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -106,4 +111,7 @@ def _is_cltui_error(e: BaseException) -> bool:
 
 
 if __name__ == "__main__":
+    # Until the run's own handler takes over (engine.api: checkpoint and stop), SIGTERM is Ctrl-C:
+    # a run stopped while it loads data exits with its error line and leaves nothing behind.
+    signal.signal(signal.SIGTERM, _interrupt)
     sys.exit(main())

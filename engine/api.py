@@ -75,14 +75,21 @@ def build_trainer(cfg: RunConfig, data_dir: Path, emit: Callable[[Any], None], r
 
 @contextmanager
 def _stop_on_signals(trainer: Trainer) -> Iterator[None]:
-    """Ctrl-C / SIGTERM ask the loop to checkpoint and stop at the next step; a second Ctrl-C aborts."""
+    """Ctrl-C / SIGTERM ask the loop to checkpoint and stop at the next step; a second Ctrl-C aborts.
+
+    Only a second SIGINT aborts: under `cltui run` a terminal's Ctrl-C reaches this process and
+    `cltui` (which forwards a SIGTERM) both, and those two signals are one request to stop."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
+    sigints = 0
 
     def ask_stop(signum: int, frame: Any) -> None:
-        if trainer.stop_requested and signum == signal.SIGINT:
-            raise KeyboardInterrupt
+        nonlocal sigints
+        if signum == signal.SIGINT:
+            sigints += 1
+            if sigints > 1:
+                raise KeyboardInterrupt
         trainer.stop_requested = True
 
     old = {s: signal.signal(s, ask_stop) for s in (signal.SIGINT, signal.SIGTERM)}
@@ -169,6 +176,8 @@ def resume(run_ref: str, runs_dir: Path, data_dir: str | Path | None = None,
     rec = read_run(run_dir, with_series=False)
     if rec.status == "finished":
         raise RunStoreError(f"run {rec.run_id} already finished; nothing to resume.")
+    if rec.status == "diverged":  # deterministic: it would diverge again at the same step
+        raise RunStoreError(f"run {rec.run_id} diverged; resuming would diverge again: change the config and start it again.")
     if lock_held(run_dir):  # RunWriter.reopen takes the lock itself; this only fails before the slow setup
         raise RunLockedError(f"run {rec.run_id} is still running; watch it with: cltui watch {rec.run_id}")
     loaded = load_checkpoint_verified(run_dir)  # newest that passes its checksum; damaged ones are reported

@@ -94,9 +94,23 @@ class RunFailed:
     error: str
 
 
+@dataclass(frozen=True)
+class RunDiverged:
+    """The training loss became non-finite: the run stops there with status 'diverged'."""
+
+    step: int
+    """Global step of the first non-finite loss (exact, though found at the next log step)."""
+    loss: float
+    """That loss (NaN or ±inf)."""
+    last_finite_step: int
+    """Global step of the last finite loss before it (0 = none)."""
+    last_finite_loss: float
+    """That loss (NaN when there was none)."""
+
+
 Event = (
     RunStarted | PhaseStarted | StepLogged | SeriesPoint | InitialEvaluated | PhaseEvaluated
-    | CheckpointSaved | RunFinished | RunInterrupted | RunFailed
+    | CheckpointSaved | RunFinished | RunInterrupted | RunFailed | RunDiverged
 )
 Sink = Callable[[Any], None]
 

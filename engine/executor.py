@@ -8,8 +8,12 @@ to implement four calls:
   exists raises `RunStartError` carrying the engine's structured error (message and kind).
 - `resume(run_dir)` does the same for continuing a stored run from its checkpoint.
 - `poll(handle)` is None while the run goes on, else its final status ('finished', 'failed',
-  'interrupted'), read from the run record, the one source of truth every backend shares.
+  'interrupted', 'diverged'), read from the run record, the one source of truth every backend shares.
 - `stop(handle)` asks the run to write a checkpoint and stop (it then reads 'interrupted').
+
+`LocalExecutor` also stops or kills every child it started at once (`stop_all`, `kill_all`): what
+the CLI does on a first and a second Ctrl-C / SIGTERM, whether the signal reached only `cltui` or
+its whole process group (the children get it too, and a stop request is idempotent).
 
 `LocalExecutor` runs `python -P -m engine run|resume` as child processes (detached for the TUI, so
 runs outlive it; attached for the CLI, so Ctrl-C reaches them). `-P` keeps an `engine/` folder in
@@ -40,8 +44,8 @@ from engine.store import read_run
 if TYPE_CHECKING:  # engine.config loads every component's options (~30 ms): only submit needs it
     from engine.planning import PlannedRun
 
-EXIT_STATUS = {0: "finished", 1: "failed", 3: "interrupted"}
-STATUS_EXIT = {"finished": 0, "failed": 1, "interrupted": 3, "not started": 2}
+EXIT_STATUS = {0: "finished", 1: "failed", 3: "interrupted", 4: "diverged"}
+STATUS_EXIT = {"finished": 0, "failed": 1, "interrupted": 3, "diverged": 4, "not started": 2}
 """Exit codes of `python -m engine` and of `cltui run`/`resume` for each final status."""
 
 
@@ -185,6 +189,23 @@ class LocalExecutor:
         pid = read_run(handle.run_dir, with_series=False).pid
         os.kill(pid, signal.SIGTERM)
 
+    def stop_all(self) -> None:
+        """SIGTERM every child still running: each writes a checkpoint and stops ('interrupted'); a
+        child still starting exits before its run exists (engine.__main__)."""
+        for p in self._children:
+            if p.poll() is None:
+                p.send_signal(signal.SIGTERM)
+
+    def kill_all(self) -> list[int]:
+        """SIGKILL every child still running, without waiting for a checkpoint; the pids killed. Each
+        loses its steps since its last checkpoint (its record reads 'interrupted': the lock is free)."""
+        killed = []
+        for p in self._children:
+            if p.poll() is None:
+                p.kill()
+                killed.append(p.pid)
+        return killed
+
     def reap(self) -> None:
         """Collect exited children (a detached child stays a zombie until its parent polls it)."""
         self._children = [p for p in self._children if p.poll() is None]
@@ -206,12 +227,13 @@ class Outcome:
 def run_all(executor: Executor, runs: Sequence[PlannedRun], parallel: int = 1,
             on_start: Callable[[PlannedRun, RunHandle], None] | None = None,
             on_end: Callable[[Outcome], None] | None = None, keep_going: bool = False,
-            poll_every: float = 0.2) -> list[Outcome]:
+            poll_every: float = 0.2, halt: Callable[[], bool] | None = None) -> list[Outcome]:
     """Start `runs` with at most `parallel` at a time and wait for all of them.
 
     `on_start` is called once each run exists (it may block, e.g. a live view following that run);
     `on_end` once each ends. After a run that does not finish (failed, interrupted, not started) no
-    further run is started unless `keep_going`; the ones already going are waited for."""
+    further run is started unless `keep_going`; the ones already going are waited for. Once `halt()`
+    is true (the user asked to stop) no further run is started either."""
     if parallel < 1:
         raise CltuiError(f"--parallel {parallel}: give at least 1")
     pending = list(runs)
@@ -228,6 +250,9 @@ def run_all(executor: Executor, runs: Sequence[PlannedRun], parallel: int = 1,
 
     while (pending and not halted) or active:
         while pending and not halted and len(active) < parallel:
+            if halt is not None and halt():
+                halted = True
+                break
             run = pending.pop(0)
             try:
                 handle = executor.submit(run)

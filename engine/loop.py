@@ -31,6 +31,7 @@ from engine.benchmarks.base import Batch, Benchmark
 from engine.checkpoint import save_checkpoint
 from engine.config import RunConfig, config_to_dict
 from engine.data.sampler import EpochSampler
+from engine.divergence import DivergenceWatch
 from engine.methods.base import Method
 from engine.metrics import summary
 from engine.models.base import CLModel
@@ -92,6 +93,7 @@ class Trainer:
         self.optimizer: torch.optim.Optimizer | None = None
         self.stop_requested = False
         self._last_checkpoint = 0.0  # perf_counter() of the last checkpoint (checkpoint.every_seconds)
+        self.divergence = DivergenceWatch()  # the first non-finite loss, read back at log steps only
 
     # -- pieces -------------------------------------------------------------------------------
     @property
@@ -156,6 +158,7 @@ class Trainer:
                 "phase_done": self.phase_done, "tracker": self.tracker.state_dict(),
                 "global_step": self.global_step, "elapsed": self.elapsed, "acc": self.acc.copy(),
                 "acc_initial": self.acc_initial.copy(), "phase_seconds": self.phase_seconds.copy(),
+                "divergence": self.divergence.state_dict(),
             },
             "model": self.model.state_dict(),
             "method": self.method.state_dict(),
@@ -174,6 +177,8 @@ class Trainer:
         self.tracker.load_state_dict(loop["tracker"])
         self.acc, self.acc_initial = loop["acc"].copy(), loop["acc_initial"].copy()
         self.phase_seconds = loop["phase_seconds"].copy()
+        if "divergence" in loop:  # checkpoints written before divergence was watched lack it
+            self.divergence.load_state_dict(loop["divergence"])
         self.model.load_state_dict(state["model"])
         self.method.load_state_dict(state["method"])
         if state["optimizer"] is not None:
@@ -204,9 +209,18 @@ class Trainer:
         self.elapsed += now - since
         return now
 
+    def _diverged(self) -> bool:
+        """Whether a loss since the last check was non-finite (a host sync); if so, say so (RunDiverged)."""
+        div = self.divergence.check()
+        if div is None:
+            return False
+        self.emit(div)
+        return True
+
     # -- the loop -----------------------------------------------------------------------------
     def run(self, stop_at_step: int | None = None) -> str:
-        """Train from the current state to the end; 'finished', or 'interrupted' after a stop request."""
+        """Train from the current state to the end: 'finished', 'interrupted' after a stop request,
+        or 'diverged' at a non-finite loss (found at the next log step, phase end or checkpoint)."""
         cfg, tr = self.cfg, self.cfg.training
         if self.global_step == 0 and not self.phase_started and self.phase == 0:
             if cfg.evaluation.initial:
@@ -234,6 +248,8 @@ class Trainer:
             while not self.phase_done:
                 if self.stop_requested or (stop_at_step is not None and self.global_step >= stop_at_step):
                     self._account(phase, t_phase)
+                    if self._diverged():  # never checkpoint a diverged state
+                        return "diverged"
                     path = self.checkpoint() if cfg.checkpoint.on_interrupt else None
                     self.emit(ev.RunInterrupted(self.global_step, path))
                     return "interrupted"
@@ -264,6 +280,8 @@ class Trainer:
                 self.method.after_step(phase, tasks)
                 self.step_in_phase += 1
                 self.global_step += 1
+                self.divergence.add(self.global_step,
+                                    task_loss.detach() if penalty is None else task_loss.detach() + penalty.detach())
                 # 4. stop rules at each epoch end and the last planned step (engine/phases.py)
                 self.tracker.add_batch(correct, tr.batch_size)
                 epoch_end = self.step_in_phase % plan.steps_per_epoch == 0
@@ -292,6 +310,9 @@ class Trainer:
                         "loss": tl + pen, "task_loss": tl, "penalty": pen,
                         "train_acc": float(correct) * 100.0 / tr.batch_size, "grad_norm": float(grad_norm),
                         "lr": lr, **self._method_values(diagnostics, "log")}, rate))
+                    if self._diverged():  # every log step and each phase's last step (phase_done)
+                        self._account(phase, t_phase)
+                        return "diverged"
                 dt = self.observers.on_curve_point(self.global_step, phase, self.phase_done)
                 t_phase, t_log = t_phase + dt, t_log + dt
                 # Step checkpoints: every N steps and/or every N seconds (a clock read, no host sync).
@@ -299,6 +320,8 @@ class Trainer:
                     or (every_s > 0 and time.perf_counter() - self._last_checkpoint >= every_s)
                 if due and not self.phase_done:
                     t_phase = self._account(phase, t_phase)
+                    if self._diverged():
+                        return "diverged"
                     self.checkpoint()
             # 6. end of phase: the best validation weights if asked, the method's consolidation
             #    (Fisher, Ω, coresets) at the kept weights, then test every task

@@ -260,6 +260,8 @@ def resume_info(status: str, checkpoint_step: int | None, has_checkpoint: bool) 
         return ResumeInfo(False, "still running")
     if status == "finished":
         return ResumeInfo(False, "already finished; nothing to resume")
+    if status == "diverged":
+        return ResumeInfo(False, "diverged; resuming would diverge again: change the config and start it again")
     if checkpoint_step is not None:
         return ResumeInfo(True, f"resumes from step {checkpoint_step}")
     if has_checkpoint:
@@ -270,6 +272,37 @@ def resume_info(status: str, checkpoint_step: int | None, has_checkpoint: bool) 
 def resume_of(rec: RunRecord) -> ResumeInfo:
     run_dir = Path(rec.run_dir)
     return resume_info(rec.live_status, read_checkpoint_step(run_dir), (run_dir / CHECKPOINT_FILE).is_file())
+
+
+def stop_line(run_id: str, step: int, checkpoint_step: int | None, res: ResumeInfo, killed: bool = False) -> str:
+    """One line on an interrupted run: where it stopped (`step`), its last checkpoint, how to go on.
+
+    A stopped run checkpoints at the step it stops; a `killed` one (no time to checkpoint) says what
+    it lost: every step since its last checkpoint. It is known to have reached its last logged step
+    (`step`, the record's progress), perhaps a few more."""
+    go_on = f"resume with: cltui resume {run_id}" if res.possible else res.text
+    n, m = step, checkpoint_step
+    if not killed:
+        return f"stopped at step {n}; " + (f"checkpoint at step {m}; " if m is not None else "") + go_on
+    if m is not None and m >= n:
+        return f"killed after step {n}, with its checkpoint at step {m}: nothing lost; {go_on}"
+    if m is not None:
+        return f"killed after step {n}: lost the steps since its checkpoint at step {m}; {go_on}"
+    return f"killed after step {n}: lost " + ("the steps since its last checkpoint" if res.possible else "every step") \
+        + f"; {go_on}"
+
+
+def stop_text(rec: RunRecord, killed: bool = False) -> str:
+    """stop_line for a stored run."""
+    return stop_line(rec.run_id, rec.progress[0], read_checkpoint_step(Path(rec.run_dir)), resume_of(rec), killed)
+
+
+def divergence_text(div: Mapping[str, float]) -> str:
+    """'diverged at step 7: loss = nan; last finite loss 2.3 at step 6' from a record's `divergence`."""
+    text = f"diverged at step {int(div['step'])}: loss = {div['loss']:.4g}"
+    if div.get("last_finite_step", 0) > 0:
+        return text + f"; last finite loss {div['last_finite_loss']:.4g} at step {int(div['last_finite_step'])}"
+    return text + "; no finite loss before it"
 
 
 def error_summary(error: str) -> str:

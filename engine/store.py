@@ -7,7 +7,7 @@ Layout of `run.h5`, format 2 (readable with plain h5py; documented in the README
              series_names (JSON: every declared series, in declaration order)
     config        JSON string: the resolved run config
     environment   JSON string: versions, git commit, device, host
-    status        'running' | 'finished' | 'interrupted' | 'failed'
+    status        'running' | 'finished' | 'interrupted' | 'failed' | 'diverged'
     error         error text of a failed run ('' otherwise)
     pid           int: process writing the run (what `stop` signals; liveness comes from the lock)
     progress      int [2]: steps done, total steps
@@ -16,6 +16,8 @@ Layout of `run.h5`, format 2 (readable with plain h5py; documented in the README
     acc_initial   float [T]: the untrained network on every task
     phase_seconds float [P]: wall time of each phase's training
     metrics       float [len(metric_names)]: during, final, average, bwt, fwt, forgetting
+    divergence    float [4] (DIVERGENCE_FIELDS): step of the first non-finite loss, that loss, step
+                  and value of the last finite loss before it (0/NaN: none); all NaN unless diverged
     series/<name>/step   int [N]: global step of each row
     series/<name>/value  dtype [N, *shape]: the rows
     series/<name> attrs  shape (JSON), dtype, cadence (step|log|curve|phase), columns (JSON list
@@ -57,14 +59,14 @@ from engine import events as ev
 from engine.errors import RunStoreError, suggest
 from engine.metrics import METRIC_NAMES
 from engine.series import SCALAR_NAMES, SeriesSet, SeriesSpec
-from engine.store_read import RUN_FILE, RunRecord, Series, _s, read_run
+from engine.store_read import DIVERGENCE_FIELDS, RUN_FILE, RunRecord, Series, _s, read_run
 from engine.runlock import WriterLock
 
-__all__ = ["FORMAT_VERSION", "RUN_FILE", "SCALAR_NAMES", "RunRecord", "RunStore", "RunWriter", "Series",
+__all__ = ["DIVERGENCE_FIELDS", "FORMAT_VERSION", "RUN_FILE", "SCALAR_NAMES", "RunRecord", "RunStore", "RunWriter", "Series",
            "read_run"]
 
 FORMAT_VERSION = 2
-STATUSES = ("running", "finished", "interrupted", "failed")
+STATUSES = ("running", "finished", "interrupted", "failed", "diverged")
 _STR = h5py.string_dtype()
 
 
@@ -134,6 +136,7 @@ class RunWriter:
         f.create_dataset("acc_initial", data=np.full(t, np.nan))
         f.create_dataset("phase_seconds", data=np.full(p, np.nan))
         f.create_dataset("metrics", data=np.full(len(METRIC_NAMES), np.nan))
+        f.create_dataset("divergence", data=np.full(len(DIVERGENCE_FIELDS), np.nan))
         for spec in specs:
             _create_series(f, spec)
         f.swmr_mode = True
@@ -177,6 +180,8 @@ class RunWriter:
         f["status"][()] = "running"
         f["error"][()] = ""
         f["pid"][()] = os.getpid()
+        if "divergence" not in f:  # a record made before divergence was recorded (SWMR allows no new datasets later)
+            f.create_dataset("divergence", data=np.full(len(DIVERGENCE_FIELDS), np.nan))
         f.swmr_mode = True
         return w
 
@@ -238,10 +243,14 @@ class RunWriter:
             f["progress"][0] = f["progress"][1]
             self.set_status("finished")
         elif isinstance(event, ev.RunInterrupted):
+            f["progress"][0] = event.step  # where it stopped (progress otherwise moves at log steps)
             self.set_status("interrupted")
         elif isinstance(event, ev.RunFailed):
             f["error"][()] = event.error
             self.set_status("failed")
+        elif isinstance(event, ev.RunDiverged):
+            f["divergence"][:] = [getattr(event, k) for k in DIVERGENCE_FIELDS]
+            self.set_status("diverged")
 
     def set_elapsed(self, seconds: float) -> None:
         self.f["times"][1] = seconds

@@ -23,6 +23,8 @@ from engine.runlock import liveness, lock_held
 from engine.series import CURVES, SCALAR_NAMES, TRAINING_SERIES, SeriesSpec
 
 RUN_FILE = "run.h5"
+DIVERGENCE_FIELDS = ("step", "loss", "last_finite_step", "last_finite_loss")
+"""The columns of a run's `divergence` dataset (engine.events.RunDiverged's fields)."""
 
 
 def _s(v: Any) -> str:
@@ -78,6 +80,8 @@ class RunRecord:
     """Every declared series, by name (also when read without series data)."""
     series: dict[str, Series] = field(default_factory=dict)
     """Every stored series with its rows (empty when read with with_series=False)."""
+    divergence: dict[str, float] = field(default_factory=dict)
+    """A diverged run's `divergence` dataset by field (step, loss, last_finite_step, last_finite_loss); else {}."""
 
     @property
     def live_status(self) -> str:
@@ -218,5 +222,15 @@ def _read(f: h5py.File, run_dir: Path, with_series: bool) -> RunRecord:
         curve_steps=curves.steps if curves is not None else np.zeros(0, dtype="i8"),
         curve_acc=curves.values.astype(float) if curves is not None else np.zeros((0, len(task_names))),
         scalar_names=scalar_names, scalar_steps=scalar_steps, scalars=scalars,
-        format_version=version, series_specs=specs, series=data,
+        format_version=version, series_specs=specs, series=data, divergence=_divergence(f),
     )
+
+
+def _divergence(f: h5py.File) -> dict[str, float]:
+    """The `divergence` row by field name, {} when the run did not diverge (or predates the dataset)."""
+    if "divergence" not in f:
+        return {}
+    row = f["divergence"][()]
+    if np.isnan(row[0]):
+        return {}
+    return dict(zip(DIVERGENCE_FIELDS, map(float, row)))

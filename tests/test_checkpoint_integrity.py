@@ -52,6 +52,19 @@ def test_flipped_bytes_are_detected_and_the_previous_checkpoint_is_used(tmp_path
     assert_same_final_state(full.run_dir, resumed.run_dir)
 
 
+def test_the_cli_says_which_checkpoint_it_skipped(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from cltui.cli import app
+
+    part = api.run(tiny(*STEP_CKPT, "checkpoint.on_interrupt=false"), tmp_path, stop_at_step=33)
+    flip_bytes(part.run_dir / "checkpoint.pt")
+    r = CliRunner().invoke(app, ["resume", part.run_id, "--runs-dir", str(tmp_path), "--no-live"])
+    assert r.exit_code == 0, r.output
+    assert "checkpoint.pt is damaged (checksum mismatch" in r.output and "resuming from the previous" in r.output
+    assert read_run(part.run_dir).status == "finished"
+
+
 def test_a_run_whose_every_checkpoint_is_damaged_is_refused_and_left_as_it_was(tmp_path: Path) -> None:
     part = api.run(tiny(*STEP_CKPT, "checkpoint.on_interrupt=false"), tmp_path, stop_at_step=33)
     for p in checkpoint_files(part.run_dir):

@@ -21,6 +21,7 @@ from engine.presentation import (
     progress,
     recent_rate,
     resume_info,
+    stop_line,
 )
 
 NAN = math.nan
@@ -109,6 +110,18 @@ def test_resume_eligibility_names_the_checkpoint_step() -> None:
     assert not resume_info("interrupted", None, False).possible
     assert not resume_info("running", 1200, True).possible
     assert resume_info("finished", 1200, True).text == "already finished; nothing to resume"
+
+
+def test_stop_line_says_where_a_run_stopped_and_what_a_kill_lost() -> None:
+    ok, none = resume_info("interrupted", 300, True), resume_info("interrupted", None, False)
+    assert stop_line("R", 435, 435, ok) == "stopped at step 435; checkpoint at step 435; resume with: cltui resume R"
+    assert stop_line("R", 12, None, none) == "stopped at step 12; no checkpoint was written; start it again"
+    assert stop_line("R", 440, 300, ok, killed=True) == \
+        "killed after step 440: lost the steps since its checkpoint at step 300; resume with: cltui resume R"
+    assert stop_line("R", 440, 440, ok, killed=True) == \
+        "killed after step 440, with its checkpoint at step 440: nothing lost; resume with: cltui resume R"
+    assert stop_line("R", 40, None, none, killed=True) == \
+        "killed after step 40: lost every step; no checkpoint was written; start it again"
 
 
 def test_error_summary_is_the_first_line() -> None:

@@ -83,6 +83,21 @@ async def test_failed_run_shows_error_and_app_stays_responsive(make_app, runs_di
         assert "failed: RuntimeError" in screen_text(app)
 
 
+async def test_diverged_run_shows_where(make_app, runs_dir: Path) -> None:  # type: ignore[no-untyped-def]
+    from engine import events as ev
+
+    run = start_run(runs_dir, "blewup")
+    run.run_phases(1)
+    run.writer(ev.RunDiverged(107, float("nan"), 106, 2.25))
+    run.writer.close()
+    app = make_app(start_mode="runs")
+    async with app.run_test(size=(100, 30)) as pilot:
+        await wait_text(pilot, "diverged")
+        await pilot.press("enter")
+        text = await wait_text(pilot, "blewup  diverged")
+        assert "diverged at step 107: loss = nan; last finite loss 2.25 at step 106" in text
+
+
 async def test_run_deleted_while_shown(make_app, runs_dir: Path) -> None:  # type: ignore[no-untyped-def]
     import shutil
 

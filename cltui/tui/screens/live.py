@@ -29,7 +29,7 @@ from cltui.tui.screens.confirm import ConfirmScreen
 from cltui.tui.widgets import LossLine, NavBar, heat_table, progress_table, run_header
 from cltui.views import metrics_table
 from engine.errors import RunStoreError
-from engine.presentation import error_summary, metrics_of, reference_of, resume_of
+from engine.presentation import divergence_text, error_summary, metrics_of, reference_of, resume_of
 from engine.store import RunRecord, read_run
 
 if TYPE_CHECKING:
@@ -250,6 +250,9 @@ class LiveScreen(Screen[None]):
             hint = f"r {res.text}" if res.possible else res.text
             alert.update(Text(f"failed: {error_summary(rec.error)}  ({hint}; full error below)", style="bold red"))
             err.update(Group(Text("\nerror:", style="bold red"), Text("\n".join(lines), style="red")))
+        elif st == "diverged":
+            alert.update(Text(divergence_text(rec.divergence) if rec.divergence else "diverged", style="bold magenta"))
+            err.update("")
         elif st == "interrupted":
             res = resume_of(rec)
             alert.update(Text(f"interrupted at step {rec.progress[0]}: " + (f"r {res.text}" if res.possible else res.text),
