@@ -59,7 +59,7 @@ from engine import events as ev
 from engine.errors import RunStoreError, suggest
 from engine.metrics import METRIC_NAMES
 from engine.series import SCALAR_NAMES, SeriesSet, SeriesSpec
-from engine.store_read import DIVERGENCE_FIELDS, RUN_FILE, RunRecord, Series, _s, read_run
+from engine.store_read import DIVERGENCE_FIELDS, RUN_FILE, RunRecord, Series, _s, read_run, truncation
 from engine.runlock import WriterLock
 
 __all__ = ["DIVERGENCE_FIELDS", "FORMAT_VERSION", "RUN_FILE", "SCALAR_NAMES", "RunRecord", "RunStore", "RunWriter", "Series",
@@ -150,6 +150,10 @@ class RunWriter:
         """
         path = run_dir / RUN_FILE
         lock = WriterLock.acquire(run_dir)  # RunLockedError while another process writes it
+        cut = truncation(path)  # never rebuild or train on a cut-off record (HDF5 reads zeros or hangs)
+        if cut:
+            lock.release()
+            raise RunStoreError(cut)
         try:
             try:
                 f = h5py.File(path, "r+", libver="latest")

@@ -157,6 +157,10 @@ def read_run(run_dir: Path, with_series: bool = True) -> RunRecord:
     program's HDF5 file, a damaged record) raises RunStoreError with one line naming the file, never
     another exception: listings skip it and show the runs beside it."""
     path = Path(run_dir) / RUN_FILE
+    if not lock_held(Path(run_dir)):  # a live writer's file may be shorter than its superblock says
+        cut = truncation(path)
+        if cut:
+            raise RunStoreError(cut)
     for attempt in range(5):
         try:
             with h5py.File(path, "r", libver="latest", swmr=True) as f:
@@ -171,6 +175,31 @@ def read_run(run_dir: Path, with_series: bool = True) -> RunRecord:
                 continue
             raise RunStoreError(_unreadable(path, e)) from None
     raise AssertionError("unreachable")  # pragma: no cover - the loop returns or raises
+
+
+def truncation(path: Path) -> str | None:
+    """A line saying that `path` was cut off (shorter than the end of file its HDF5 superblock
+    records), or None. HDF5 itself would read the missing part as zeros, or hang copying it.
+
+    Superblock versions 2 and 3 (what libver='latest' writes): signature [8], version, size of
+    offsets O, size of lengths, flags, then base address, extension address, end-of-file address
+    (O bytes each, little-endian). Other versions are not checked."""
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(48)
+        size = path.stat().st_size
+    except OSError:
+        return None  # the caller's own read reports it
+    if head[:8] != b"\x89HDF\r\n\x1a\n" or len(head) < 12 or head[8] not in (2, 3):
+        return None
+    o = head[9]
+    if o not in (4, 8) or len(head) < 12 + 3 * o:
+        return None
+    eof = int.from_bytes(head[12 + 2 * o: 12 + 3 * o], "little")
+    if size < eof:
+        return (f"{path} is damaged: cut off at {size:,} of its {eof:,} bytes (disk full or an incomplete copy?); "
+                "it cannot be read or resumed as it is")
+    return None
 
 
 def _unreadable(path: Path, e: Exception) -> str:

@@ -95,6 +95,19 @@ def test_a_record_that_lost_counted_rows_is_refused(tmp_path: Path) -> None:
     assert read_run(part.run_dir).live_status == "interrupted"  # refused, still listed, lock released
 
 
+def test_a_cut_off_run_file_is_reported_and_never_resumed(tmp_path: Path) -> None:
+    import os
+
+    part = api.run(tiny(*STEP_CKPT, "checkpoint.on_interrupt=false"), tmp_path, stop_at_step=33)
+    path = part.run_dir / RUN_FILE
+    os.truncate(path, path.stat().st_size // 2)  # as a full disk or an interrupted copy leaves it
+    with pytest.raises(RunStoreError, match="is damaged: cut off at .* bytes"):
+        read_run(part.run_dir)
+    with pytest.raises(RunStoreError, match="is damaged: cut off at"):
+        api.resume(part.run_id, tmp_path)
+    assert checkpoint_files(part.run_dir)  # the checkpoints are untouched
+
+
 def test_checkpoints_of_an_older_format_are_refused_with_a_clear_line(tmp_path: Path) -> None:
     import torch
 
