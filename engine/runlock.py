@@ -22,6 +22,7 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import socket
 import time
 from pathlib import Path
 
@@ -80,12 +81,17 @@ class WriterLock:
         while True:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                # Say who holds it, for the message a second writer gets (only ever read, never trusted
+                # for liveness: the flock alone says whether the holder is alive).
+                os.ftruncate(fd, 0)
+                os.pwrite(fd, f"pid {os.getpid()} on {socket.gethostname()} since "
+                              f"{time.strftime('%Y-%m-%d %H:%M:%S')}".encode(), 0)
                 return cls(fd, path)
             except BlockingIOError:
                 if time.monotonic() > end:
                     os.close(fd)
                     name = Path(run_dir).name
-                    raise RunLockedError(f"run {name} is being written by another process; "
+                    raise RunLockedError(f"run {name} is being written by another process ({lock_holder(run_dir)}); "
                                          f"watch it with: cltui watch {name}") from None
                 time.sleep(0.02)
 
@@ -98,6 +104,14 @@ class WriterLock:
             fcntl.flock(self.fd, fcntl.LOCK_UN)
             os.close(self.fd)
             self.fd = -1
+
+
+def lock_holder(run_dir: Path) -> str:
+    """Who took `run_dir`'s lock last, as its holder wrote it ('pid 123 on host since ...')."""
+    try:
+        return (Path(run_dir) / LOCK_FILE).read_text(errors="replace").strip() or "holder unknown"
+    except OSError:
+        return "holder unknown"
 
 
 def lock_held(run_dir: Path) -> bool | None:

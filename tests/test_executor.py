@@ -3,6 +3,7 @@ bogus `engine/` package), structured errors before and after the run record exis
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
@@ -84,6 +85,7 @@ def test_resume_of_a_run_being_written_is_refused(tmp_path: Path) -> None:
         with pytest.raises(RunStartError) as e:
             LocalExecutor(tmp_path / "runs").resume(run_dir)
         assert e.value.kind == "RunLockedError" and "still running" in str(e.value)
+        assert f"(pid {os.getpid()} on " in str(e.value)  # says who holds it
     finally:
         w.close()
 
