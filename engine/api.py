@@ -40,7 +40,6 @@ from engine.runlock import (
     claim_run_dir,
     lock_held,
     lock_holder,
-    write_checkpoint_mark,
 )
 from engine.store import RunStore, RunWriter, read_run
 
@@ -111,16 +110,6 @@ def _fanout(sinks: Iterable[Callable[[Any], None]]) -> Callable[[Any], None]:
     return emit
 
 
-def _mark_checkpoints(run_dir: Path) -> Callable[[Any], None]:
-    """A sink keeping engine.runlock's checkpoint marker, so UIs can say where a resume starts."""
-
-    def sink(event: Any) -> None:
-        if isinstance(event, ev.CheckpointSaved):
-            write_checkpoint_mark(run_dir, event.step)
-
-    return sink
-
-
 def _execute(trainer: Trainer, writer: RunWriter, emit: Callable[[Any], None], stop_at_step: int | None) -> RunResult:
     run_dir = writer.path.parent
     try:
@@ -149,7 +138,7 @@ def run(cfg: RunConfig, runs_dir: Path, data_dir: str | Path | None = None,
     run_id, run_dir = claim_run_dir(store.root, cfg.name, cfg.seed, override_hash(overrides))
     holder: dict[str, RunWriter] = {}
     sinks = list(sinks)
-    emit = _fanout([lambda e: holder["w"](e) if "w" in holder else None, _mark_checkpoints(run_dir), *sinks])
+    emit = _fanout([lambda e: holder["w"](e) if "w" in holder else None, *sinks])
     try:
         trainer, device = build_trainer(cfg, resolve_data_dir(data_dir), emit, run_dir,
                                         checkpoint_extras=lambda: {"store": holder["w"].counts()})
@@ -189,7 +178,7 @@ def resume(run_ref: str, runs_dir: Path, data_dir: str | Path | None = None,
     resolve_device(cfg.device)
     holder: dict[str, RunWriter] = {}
     sinks = list(sinks)
-    emit = _fanout([lambda e: holder["w"](e) if "w" in holder else None, _mark_checkpoints(run_dir), *sinks])
+    emit = _fanout([lambda e: holder["w"](e) if "w" in holder else None, *sinks])
     trainer, device = build_trainer(cfg, resolve_data_dir(data_dir), emit, run_dir,
                                     checkpoint_extras=lambda: {"store": holder["w"].counts()})
     trainer.load_state_dict(state)

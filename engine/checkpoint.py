@@ -6,12 +6,15 @@ named random stream), rng (the global RNGs), analyses (each observer's state), s
 store's row count per series, added by engine/api.py).
 
 On disk: `checkpoint.pt` is the newest, `checkpoint.1.pt` … `checkpoint.<K-1>.pt` the older ones.
-Each file is one header line `CLTUI-CHECKPOINT 3 <sha256 of the payload> <payload bytes>` followed
-by the payload (torch.save of the dict), so a damaged file (flipped bytes, a cut tail) is detected
-before anything is loaded from it. Writing: the new file goes to `checkpoint.pt.tmp` and is fsynced,
+Each file is one header line `CLTUI-CHECKPOINT 3 <sha256 of the payload> <payload bytes> <global
+step>` followed by the payload (torch.save of the dict), so a damaged file (flipped bytes, a cut
+tail) is detected before anything is loaded from it, and a UI reads a checkpoint's step from its
+header alone (`checkpoint_step`, no torch). Writing: the new file goes to `checkpoint.pt.tmp` and is fsynced,
 the older ones shift down by one name, then the temp file takes `checkpoint.pt`; a kill at any
 moment leaves at least one complete, verifiable file. Loading tries the newest first and falls back
 to older ones, reporting every file it skipped and why. Formats 1 and 2 (no checksum) are refused.
+
+Torch is imported inside the functions that serialise, so the UIs may import this module.
 """
 
 from __future__ import annotations
@@ -22,8 +25,6 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-
-import torch
 
 from engine.errors import RunStoreError
 
@@ -46,11 +47,15 @@ def _rotated(run_dir: Path, i: int) -> Path:
 
 def save_checkpoint(run_dir: Path, state: dict[str, Any], keep: int = 2) -> Path:
     """Write `state` as the newest checkpoint and keep the `keep` newest files."""
+    import torch
+
     run_dir = Path(run_dir)
     buf = io.BytesIO()
     torch.save({"format_version": FORMAT_VERSION, **state}, buf)
     payload = buf.getvalue()
-    header = b"%s %d %s %d\n" % (_MAGIC, FORMAT_VERSION, hashlib.sha256(payload).hexdigest().encode(), len(payload))
+    step = int(state["loop"]["global_step"])
+    header = b"%s %d %s %d %d\n" % (_MAGIC, FORMAT_VERSION, hashlib.sha256(payload).hexdigest().encode(),
+                                   len(payload), step)
     tmp = run_dir / (CHECKPOINT + ".tmp")
     with open(tmp, "wb") as f:
         f.write(header)
@@ -74,9 +79,11 @@ def read_checkpoint_file(path: Path) -> dict[str, Any]:
         data = Path(path).read_bytes()
     except OSError as e:
         raise RunStoreError(f"checkpoint {path} cannot be read ({e.strerror})") from None
+    import torch
+
     head, sep, payload = data.partition(b"\n")
     parts = head.split(b" ")
-    if not sep or len(parts) != 4 or parts[0] != _MAGIC:
+    if not sep or len(parts) != 5 or parts[0] != _MAGIC:
         raise RunStoreError(f"checkpoint {path} is not a format-{FORMAT_VERSION} cltui checkpoint "
                             "(older cltui versions wrote formats without a checksum; those runs cannot be resumed)")
     if parts[1] != str(FORMAT_VERSION).encode():
@@ -91,6 +98,20 @@ def read_checkpoint_file(path: Path) -> dict[str, Any]:
     except Exception as e:  # a payload we wrote but torch cannot read: report, never train on it
         raise RunStoreError(f"checkpoint {path} is unreadable ({type(e).__name__})") from None
     return state
+
+
+def checkpoint_step(run_dir: Path) -> int | None:
+    """The global step of `run_dir`'s newest checkpoint, read from its header (not verified: for
+    display; resuming verifies). None when the run has none."""
+    for path in checkpoint_files(run_dir):
+        try:
+            with open(path, "rb") as f:
+                parts = f.readline(200).split(b" ")
+            if len(parts) == 5 and parts[0] == _MAGIC:
+                return int(parts[4])
+        except (OSError, ValueError):
+            continue
+    return None
 
 
 @dataclass

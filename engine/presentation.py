@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from engine.runlock import read_checkpoint_step
+from engine.checkpoint import checkpoint_files, checkpoint_step
 from engine.store import RunRecord
 
 NAN = math.nan
@@ -27,7 +27,6 @@ METRIC_LABELS = {"during": "during", "final": "final", "average": "average", "bw
 STD_LABEL = "sample std (n−1)"
 """Which spread group statistics report: the sample standard deviation, ddof = 1."""
 RATE_WINDOW = 20
-CHECKPOINT_FILE = "checkpoint.pt"  # engine.checkpoint.CHECKPOINT (that module imports torch)
 
 
 # -- numbers ----------------------------------------------------------------------------------------
@@ -271,7 +270,7 @@ def resume_info(status: str, checkpoint_step: int | None, has_checkpoint: bool) 
 
 def resume_of(rec: RunRecord) -> ResumeInfo:
     run_dir = Path(rec.run_dir)
-    return resume_info(rec.live_status, read_checkpoint_step(run_dir), (run_dir / CHECKPOINT_FILE).is_file())
+    return resume_info(rec.live_status, checkpoint_step(run_dir), bool(checkpoint_files(run_dir)))
 
 
 def stop_line(run_id: str, step: int, checkpoint_step: int | None, res: ResumeInfo, killed: bool = False) -> str:
@@ -294,7 +293,7 @@ def stop_line(run_id: str, step: int, checkpoint_step: int | None, res: ResumeIn
 
 def stop_text(rec: RunRecord, killed: bool = False) -> str:
     """stop_line for a stored run."""
-    return stop_line(rec.run_id, rec.progress[0], read_checkpoint_step(Path(rec.run_dir)), resume_of(rec), killed)
+    return stop_line(rec.run_id, rec.progress[0], checkpoint_step(Path(rec.run_dir)), resume_of(rec), killed)
 
 
 def divergence_text(div: Mapping[str, float]) -> str:

@@ -1,5 +1,5 @@
 """Run-directory bookkeeping outside `run.h5`: claiming a unique run directory, the lock its writer
-holds, liveness, and the marker of the last checkpoint's step.
+holds, and liveness. (A checkpoint's step is in the checkpoint's own header: engine.checkpoint.)
 
 - **Claiming.** `claim_run_dir` creates the directory with `mkdir` (atomic: exactly one caller wins),
   trying `-2`, `-3`, ... suffixes on a clash, so two runs of the same preset and seed started in the
@@ -11,8 +11,6 @@ holds, liveness, and the marker of the last checkpoint's step.
 - **Liveness** (`liveness`): a 'running' record whose lock is free is interrupted; where no lock file
   exists (a record written before locks existed, or on a machine whose locks this one cannot see),
   the store's heartbeat `times[0]` decides.
-- **Checkpoint marker.** `checkpoint.json` holds the step of the last checkpoint, so a UI can say
-  where a resume starts without loading the (torch) checkpoint.
 
 Torch-free; POSIX only (fcntl).
 """
@@ -20,7 +18,6 @@ Torch-free; POSIX only (fcntl).
 from __future__ import annotations
 
 import fcntl
-import json
 import os
 import socket
 import time
@@ -29,7 +26,6 @@ from pathlib import Path
 from engine.errors import RunStoreError
 
 LOCK_FILE = "writer.lock"
-CHECKPOINT_MARK = "checkpoint.json"
 HEARTBEAT_STALE_S = 300.0
 """Without a lock file, a 'running' record whose heartbeat is older than this reads as interrupted
 (the writer flushes at least at every logged step, curve point and evaluation)."""
@@ -143,18 +139,3 @@ def liveness(status: str, held: bool | None, heartbeat: float, now: float | None
     now = time.time() if now is None else now
     return "running" if now - heartbeat < HEARTBEAT_STALE_S else "interrupted"
 
-
-def write_checkpoint_mark(run_dir: Path, step: int) -> None:
-    """Record that the checkpoint in `run_dir` is at global step `step` (atomic replace)."""
-    path = Path(run_dir) / CHECKPOINT_MARK
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps({"step": int(step)}))
-    os.replace(tmp, path)
-
-
-def read_checkpoint_step(run_dir: Path) -> int | None:
-    """The step of `run_dir`'s last checkpoint, or None when it has none (or predates the marker)."""
-    try:
-        return int(json.loads((Path(run_dir) / CHECKPOINT_MARK).read_text())["step"])
-    except (OSError, ValueError, KeyError, TypeError):
-        return None

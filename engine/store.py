@@ -32,7 +32,7 @@ Format 1 (read by engine/store_read.py, never written) had `curves/step`, `curve
 `scalars/step`, `scalars/values` [M, len(scalar_names)] and a `scalar_names` attribute instead.
 
 Beside it, engine.runlock keeps `writer.lock` (held by the writing process: a 'running' run whose
-lock is free is interrupted) and `checkpoint.json` (the step of the last checkpoint).
+lock is free is interrupted).
 
 Every dataset exists from creation and only changes value or grows, which is what HDF5's
 single-writer/multiple-reader (SWMR) mode requires: a second process opens the file with

@@ -35,6 +35,16 @@ def test_the_last_k_checkpoints_are_kept_newest_first(tmp_path: Path) -> None:
     assert steps == sorted(steps, reverse=True) and steps[0] == 60
 
 
+def test_a_checkpoints_step_is_read_from_its_header_without_loading_it(tmp_path: Path) -> None:
+    from engine.checkpoint import checkpoint_step
+
+    assert checkpoint_step(tmp_path) is None  # no checkpoint yet
+    part = api.run(tiny(*STEP_CKPT, "checkpoint.on_interrupt=false"), tmp_path, stop_at_step=33)
+    assert checkpoint_step(part.run_dir) == 30
+    (part.run_dir / "checkpoint.pt").unlink()  # as a kill between rotation and rename leaves it
+    assert checkpoint_step(part.run_dir) == 25
+
+
 def test_flipped_bytes_are_detected_and_the_previous_checkpoint_is_used(tmp_path: Path) -> None:
     full = api.run(tiny(*STEP_CKPT), tmp_path / "full")
     part = api.run(tiny(*STEP_CKPT, "checkpoint.on_interrupt=false"), tmp_path / "part", stop_at_step=33)

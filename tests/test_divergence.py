@@ -17,7 +17,7 @@ from engine import events as ev
 from engine.divergence import DivergenceWatch
 from engine.errors import RunStoreError
 from engine.presentation import divergence_text, resume_of
-from engine.runlock import read_checkpoint_step
+from engine.checkpoint import checkpoint_step
 from engine.store import read_run
 
 from .conftest import assert_same_series, tiny
@@ -76,7 +76,7 @@ def test_diverged_run_stops_at_the_first_bad_step_found_at_the_next_log_step(tmp
     assert all(s.steps.size == 0 or s.steps.max() <= 24 for s in rec.series.values())
     assert not np.isnan(rec.acc[0]).any() and np.isnan(rec.acc[1:]).all()  # task 1 evaluated, nothing after
     assert all(math.isnan(v) for v in rec.metrics.values())  # a diverged run has no final metrics
-    assert read_checkpoint_step(res.run_dir) == 20  # the last checkpoint is the one before it
+    assert checkpoint_step(res.run_dir) == 20  # the last checkpoint is the one before it
     assert not resume_of(rec).possible
     with pytest.raises(RunStoreError, match="diverged; resuming would diverge again"):
         api.resume(rec.run_id, tmp_path / "sparse")
@@ -88,7 +88,7 @@ def test_a_diverged_state_is_never_checkpointed(tmp_path: Path) -> None:
                   tmp_path)
     rec = read_run(res.run_dir)
     assert res.status == "diverged" and rec.divergence["step"] == 21 and rec.progress[0] == 20
-    assert read_checkpoint_step(res.run_dir) == 20
+    assert checkpoint_step(res.run_dir) == 20
 
 
 @pytest.mark.parametrize("stop", [13, 20])  # 20: the last finite loss comes from the checkpoint

@@ -21,8 +21,6 @@ from engine.runlock import (
     claim_run_dir,
     liveness,
     lock_held,
-    read_checkpoint_step,
-    write_checkpoint_mark,
 )
 from engine.series import TRAINING_SERIES
 from engine.store import RunWriter, read_run
@@ -146,8 +144,3 @@ def test_without_a_lock_file_the_heartbeat_decides(tmp_path: Path) -> None:
     assert liveness("running", False, now, now) == "interrupted"
     assert liveness("finished", True, now, now) == "finished"
 
-
-def test_checkpoint_marker_round_trip(tmp_path: Path) -> None:
-    assert read_checkpoint_step(tmp_path) is None
-    write_checkpoint_mark(tmp_path, 1200)
-    assert read_checkpoint_step(tmp_path) == 1200

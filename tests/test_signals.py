@@ -17,7 +17,8 @@ from pathlib import Path
 import pytest
 
 from engine.planning import plan
-from engine.runlock import lock_held, read_checkpoint_step
+from engine.checkpoint import checkpoint_step
+from engine.runlock import lock_held
 from engine.store import RunStore, read_run
 
 from .conftest import assert_same_series
@@ -55,6 +56,19 @@ def wait_until_training(runs_dir: Path, proc: subprocess.Popen[str], n_runs: int
         time.sleep(0.05)
 
 
+def wait_for_handler(proc: subprocess.Popen[str], sig: int, timeout: float = 120.0) -> None:
+    """Until `proc` catches `sig` (Linux: the SigCgt mask in /proc/PID/status)."""
+    deadline = time.time() + timeout
+    while True:
+        assert proc.poll() is None, proc.communicate()
+        status = Path(f"/proc/{proc.pid}/status").read_text()
+        caught = int(next(line.split()[1] for line in status.splitlines() if line.startswith("SigCgt:")), 16)
+        if caught & (1 << (sig - 1)):
+            return
+        assert time.time() < deadline, f"process never installed a handler for signal {sig}"
+        time.sleep(0.05)
+
+
 def finish(proc: subprocess.Popen[str]) -> tuple[int, str]:
     _, err = proc.communicate(timeout=300)
     return proc.returncode, err
@@ -85,7 +99,7 @@ def assert_stopped_cleanly(run_dir: Path, err: str) -> None:
     assert lock_held(run_dir) is False  # the training process is gone
     assert rec.status == "interrupted"  # written by the child itself, not inferred from a dead lock
     n = rec.progress[0]
-    assert read_checkpoint_step(run_dir) == n
+    assert checkpoint_step(run_dir) == n
     assert "stopping: each run writes a checkpoint; Ctrl-C again kills without waiting" in err
     assert f"{rec.run_id}: stopped at step {n}; checkpoint at step {n}; resume with: cltui resume {rec.run_id}" in err
 
@@ -138,7 +152,7 @@ def test_second_ctrl_c_kills_without_waiting_says_what_was_lost_and_resumes_exac
     rec = read_run(run_dir, with_series=False)
     assert rec.live_status == "interrupted"
     assert "killed without waiting for a checkpoint" in err
-    n, m = rec.progress[0], read_checkpoint_step(run_dir)
+    n, m = rec.progress[0], checkpoint_step(run_dir)
     assert m is not None and n < 600
     lost = f"{rec.run_id}: killed after step {n}: lost the steps since its checkpoint at step {m}; " \
            f"resume with: cltui resume {rec.run_id}"
@@ -165,7 +179,7 @@ def test_watch_only_detaches(tmp_path: Path) -> None:
     try:
         (run_dir,) = wait_until_training(tmp_path, run, step=20)
         watch = cltui("watch", run_dir.name, "--runs-dir", str(tmp_path))
-        time.sleep(3)
+        wait_for_handler(watch, signal.SIGTERM)  # a fixed sleep raced cltui's start on a loaded machine
         watch.send_signal(signal.SIGTERM)
         out, _ = watch.communicate(timeout=60)
         assert f"stopped watching; the run goes on. Again: cltui watch {run_dir.name}" in out

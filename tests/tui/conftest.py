@@ -18,7 +18,7 @@ from engine.executor import LocalExecutor, RunHandle, RunStartError
 from engine.metrics import summary
 from engine.series import CURVES, TRAINING_SERIES, SeriesSpec
 from engine.planning import PlannedRun
-from engine.runlock import write_checkpoint_mark
+from engine.checkpoint import save_checkpoint
 from engine.store import RunStore, RunWriter
 
 DEAD_PID = 999_999_999  # above any pid_max: os.kill reports no such process
@@ -78,7 +78,8 @@ class SyntheticRun:
         row = [acc_value(phase, j, self.seed, self.forget) for j in range(self.n_tasks)]
         self.writer(ev.PhaseEvaluated(phase, row, seconds=1.5))
         self.acc[phase] = row
-        write_checkpoint_mark(self.run_dir, (phase + 1) * self.steps)  # as the engine's per-task checkpoint
+        # A real (minimal) checkpoint file at the task end, as the engine writes one: the UIs read its step.
+        save_checkpoint(self.run_dir, {"loop": {"global_step": (phase + 1) * self.steps}})
 
     def run_phases(self, n: int) -> None:
         for _ in range(n):
