@@ -26,6 +26,7 @@ import typer
 from rich.console import Console
 
 from engine.errors import CltuiError, RunStoreError
+from engine.runlock import still_running
 
 if TYPE_CHECKING:
     from engine.executor import LocalExecutor, Outcome, RunHandle
@@ -242,7 +243,7 @@ def resume(
         fail(str(e))
     res = resume_of(rec)
     if rec.live_status == "running":
-        fail(f"run {rec.run_id} is still running; watch it with: cltui watch {rec.run_id}")
+        fail(still_running(rec.run_dir))
     if not res.possible:
         fail(f"run {rec.run_id}: {res.text}.")
     console.print(f"{rec.run_id}: {res.text}")

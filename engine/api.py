@@ -39,7 +39,7 @@ from engine.runlock import (
     RunLockedError,
     claim_run_dir,
     lock_held,
-    lock_holder,
+    still_running,
 )
 from engine.store import RunStore, RunWriter, read_run
 
@@ -169,8 +169,7 @@ def resume(run_ref: str, runs_dir: Path, data_dir: str | Path | None = None,
     if rec.status == "diverged":  # deterministic: it would diverge again at the same step
         raise RunStoreError(f"run {rec.run_id} diverged; resuming would diverge again: change the config and start it again.")
     if lock_held(run_dir):  # RunWriter.reopen takes the lock itself; this only fails before the slow setup
-        raise RunLockedError(f"run {rec.run_id} is still running ({lock_holder(run_dir)}); "
-                             f"watch it with: cltui watch {rec.run_id}")
+        raise RunLockedError(still_running(run_dir))
     loaded = load_checkpoint_verified(run_dir)  # newest that passes its checksum; damaged ones are reported
     state = loaded.state
     notes = tuple(f"skipped {line}; resuming from the previous checkpoint" for line in loaded.skipped)

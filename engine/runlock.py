@@ -86,9 +86,7 @@ class WriterLock:
             except BlockingIOError:
                 if time.monotonic() > end:
                     os.close(fd)
-                    name = Path(run_dir).name
-                    raise RunLockedError(f"run {name} is being written by another process ({lock_holder(run_dir)}); "
-                                         f"watch it with: cltui watch {name}") from None
+                    raise RunLockedError(still_running(run_dir)) from None
                 time.sleep(0.02)
 
     @property
@@ -108,6 +106,12 @@ def lock_holder(run_dir: Path) -> str:
         return (Path(run_dir) / LOCK_FILE).read_text(errors="replace").strip() or "holder unknown"
     except OSError:
         return "holder unknown"
+
+
+def still_running(run_dir: Path) -> str:
+    """The one line every refusal to touch a live run gives: who holds it, and how to follow it."""
+    name = Path(run_dir).name
+    return f"run {name} is still running ({lock_holder(run_dir)}); watch it with: cltui watch {name}"
 
 
 def lock_held(run_dir: Path) -> bool | None:

@@ -158,3 +158,19 @@ def test_seed_group_shows_mean_and_std(tmp_path: Path) -> None:
     r = invoke("run", "demo", "--seeds", "2", "--runs-dir", str(tmp_path), *FAST)
     assert r.exit_code == 0, r.output
     assert "seed group" in r.output and "±" in r.output
+
+
+def test_resume_of_a_run_being_written_names_its_writer(tmp_path: Path) -> None:
+    import os
+
+    from engine.series import TRAINING_SERIES
+    from engine.store import RunWriter
+
+    config = {"name": "x", "seed": 0, "benchmark": {"name": "b"}, "method": {"name": "m"}, "model": {"name": "x"}}
+    w = RunWriter.create(tmp_path / "busy", run_id="busy", config=config, environment={}, task_names=["a"],
+                         phase_tasks=[[0]], phase_steps=[5], series=TRAINING_SERIES)  # holds the writer lock
+    try:
+        one_line_error(invoke("resume", "busy", "--runs-dir", str(tmp_path)),
+                       f"run busy is still running (pid {os.getpid()} on ")
+    finally:
+        w.close()

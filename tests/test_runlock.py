@@ -111,7 +111,7 @@ def test_sigkilled_writer_reads_interrupted_and_can_be_resumed(tmp_path: Path) -
             assert time.time() < deadline, "writer never started"
             time.sleep(0.05)
         assert read_run(run_dir).live_status == "running"
-        with pytest.raises(RunLockedError, match=f"being written by another process \\(pid {proc.pid} on "):
+        with pytest.raises(RunLockedError, match=f"is still running \\(pid {proc.pid} on "):
             RunWriter.reopen(run_dir, {"loss": 1})  # resume must not touch a run someone is writing
         os.kill(proc.pid, signal.SIGKILL)
         proc.join(30)

@@ -33,6 +33,7 @@ from engine.presentation import (
     metrics_of,
     resume_of,
 )
+from engine.runlock import still_running
 from engine.store import RunRecord
 
 # What matters most comes first (the id repeats preset and seed, so it goes last): at 80 columns
@@ -266,7 +267,7 @@ class RunsScreen(Screen[None]):
         if rec is None:
             return
         if rec.live_status == "running":
-            self.notify(f"run {rec.run_id} is still running (pid {rec.pid}); stop it first (x on the Live screen)",
+            self.notify(f"{still_running(rec.run_dir)}; stop it first (x on the Live screen)",
                         severity="warning")
             return
 
