@@ -276,6 +276,10 @@ class Trainer:
                 grad_norm = None
                 if tr.clip_grad_norm > 0:
                     grad_norm = torch.nn.utils.clip_grad_norm_(params, tr.clip_grad_norm)
+                # observers that read this step's gradients (a no-op when none does; not training time)
+                dt = self.observers.on_gradients(self.global_step + 1, phase, (self.step_in_phase + 1)
+                                                 % plan.steps_per_epoch == 0 or self.step_in_phase + 1 >= steps)
+                t_phase, t_log = t_phase + dt, t_log + dt
                 opt.step()
                 self.method.after_step(phase, tasks)
                 self.step_in_phase += 1

@@ -5,6 +5,7 @@ An analysis is one file in this package: an options dataclass (with an `enabled`
 loop calls three hooks, each returning the rows to record ({series name: value}):
 
     on_step(step, phase, tasks)   after every optimizer step          (cadence 'step')
+    on_gradients(step, phase, curve_point)  before every optimizer step, .grad filled (writes nothing)
     on_curve_point(step, phase)   every `every` steps and at each phase's last step ('curve')
     on_phase_end(step, phase)     after the phase's consolidation and evaluation ('phase')
 
@@ -14,6 +15,12 @@ under torch.no_grad(), every module's train/eval flag restored afterwards, and t
 (python, numpy, torch, CUDA) restored too, so a draw there cannot shift training's numbers. Each
 observer draws from its own stream (`self.gen`, "analysis/<name>"), saved in the checkpoint. Their
 time is measured and returned, and the loop leaves it out of the training time.
+
+`on_gradients` is the one hook inside a step (gradients per step, the weights before a measured
+update): only observers that override it are called, so it costs nothing when none does. It runs
+under torch.no_grad() only, without the RNG and mode guard (saving and restoring every RNG each step
+would cost more than the hook): it must draw no random numbers, change no mode and write nothing to
+`.grad` or the weights; it keeps what it measures on the device (no host sync per step).
 """
 
 from __future__ import annotations
@@ -99,6 +106,12 @@ class Observer:
     def on_phase_end(self, step: int, phase: int) -> dict[str, Any]:
         return {}
 
+    def on_gradients(self, step: int, phase: int, curve_point: bool) -> None:
+        """Between backward (and clipping) and `optimizer.step()`: each parameter's `.grad` holds what
+        the optimizer is about to apply. `step` is the number this step will have; `curve_point` says
+        whether `on_curve_point` may be called right after it (its cadence, or a possible phase end).
+        Read only; accumulate on the device and write rows at a curve point or phase end."""
+
     def state_dict(self) -> dict[str, Any]:
         return {"gen": self.gen.get_state()}
 
@@ -131,6 +144,7 @@ class Observers:
             self.series.add(o.declare_series(), source=f"analysis/{o.name}")
         # on_step runs every step: only for observers that override it (the read-only guard costs).
         self._stepping = [o for o in observers if type(o).on_step is not Observer.on_step]
+        self._gradients = [o for o in observers if type(o).on_gradients is not Observer.on_gradients]
 
     def declarations(self) -> list[SeriesSpec]:
         return list(self.series)
@@ -151,6 +165,17 @@ class Observers:
         t0 = time.perf_counter()
         for o in self._stepping:
             self._call(o, partial(o.on_step, step, phase, tasks), step, "step")
+        return time.perf_counter() - t0
+
+    def on_gradients(self, step: int, phase: int, may_end_phase: bool) -> float:
+        """Before optimizer step `step` (see Observer.on_gradients); `may_end_phase`: the step ends an
+        epoch or the planned phase, so a stop rule may make it the phase's last. Returns the seconds spent."""
+        if not self._gradients:
+            return 0.0
+        t0 = time.perf_counter()
+        with torch.no_grad():
+            for o in self._gradients:
+                o.on_gradients(step, phase, bool(o.every) and (step % o.every == 0 or may_end_phase))
         return time.perf_counter() - t0
 
     def on_curve_point(self, step: int, phase: int, last_in_phase: bool) -> float:
