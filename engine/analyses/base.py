@@ -2,7 +2,7 @@
 
 An analysis is one file in this package: an options dataclass (with an `enabled` field) and an
 `Observer` subclass registered with `@ANALYSES.register(Options)`, listed in `__init__.py`. The
-loop calls three hooks, each returning the rows to record ({series name: value}):
+loop calls four hooks; the three that write return the rows to record ({series name: value}):
 
     on_step(step, phase, tasks)   after every optimizer step          (cadence 'step')
     on_gradients(step, phase, curve_point)  before every optimizer step, .grad filled (writes nothing)
