@@ -4,8 +4,9 @@ Methods plug in through the hooks of engine.methods.base.Method; this file never
 method it runs. A phase's length, epochs and stop rules come from engine/phases.py, its learning
 rate from engine/schedules.py, its optimizer from engine/optim.py. Observers (engine/analyses) are
 called before each optimizer step (gradients), after it, at curve points, at each phase's end; they
-only read, and their time is not training time. What the run records is declared up front (`declarations()`: the
-loop's training scalars, the method's and the analyses' series); writing anything else is an error.
+only read, and their time is not training time. What the run records is declared up front
+(`declarations()`: the loop's training scalars, the method's and the analyses' series); writing
+anything else is an error.
 The loop's whole state (counters, optimizer, samplers, named random streams, global RNGs, stop-rule
 state, observers, accuracy so far) is in `state_dict()`, so a run can be checkpointed at any step
 and resumed bit for bit.
