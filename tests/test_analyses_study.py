@@ -15,7 +15,7 @@ import torch
 
 from engine import api
 from engine import events as ev
-from engine.analyses.base import ObserverContext, Observers
+from engine.analyses.base import Observer, ObserverContext, Observers
 from engine.analyses.class_probs import ClassProbs, ClassProbsOptions, per_class_subset
 from engine.analyses.gradients import Gradients, GradientsOptions
 from engine.analyses.histograms import Histograms, HistogramsOptions, histogram
@@ -276,3 +276,30 @@ def test_resume_with_every_analysis_on_records_the_same_series(tmp_path: Path, s
     rec = read_run(full.run_dir)
     for name in ("sparsity", "dormant", "class_prob", "weight_update", "grad_layer", "hist_fc1_weight"):
         assert rec.series[name].steps.size > 0, name
+
+
+def test_the_gradient_hook_sees_every_step_before_the_optimizer_and_knows_the_curve_points() -> None:
+    trainer, _ = build_trainer(tiny(), resolve_data_dir(None), ev.Recorder())
+    assert trainer.plan[0].steps_per_epoch > 20  # no epoch ends inside the 20-step phases
+
+    class Spy(Observer):
+        every = 7
+
+        def __init__(self, ctx: ObserverContext) -> None:
+            super().__init__(None, ctx, "spy")
+            self.calls: list[tuple[int, int, bool]] = []
+            self.grads_seen = True
+
+        def on_gradients(self, step: int, phase: int, curve_point: bool) -> None:
+            self.calls.append((step, phase, curve_point))
+            self.grads_seen &= all(p.grad is not None for p in self.ctx.model.parameters())
+            self.grads_seen &= not torch.is_grad_enabled()
+
+    curves = trainer.observers.items[0]
+    assert Observers([curves], trainer.emit)._gradients == []  # the loop's call returns at once
+    spy = Spy(curves.ctx)
+    trainer.observers = Observers([curves, spy], trainer.emit)
+    assert trainer.run() == "finished"
+    assert [c[0] for c in spy.calls] == list(range(1, 61)) and spy.grads_seen
+    assert [c[1] for c in spy.calls] == [0] * 20 + [1] * 20 + [2] * 20
+    assert [c[0] for c in spy.calls if c[2]] == sorted({*range(7, 61, 7), 20, 40, 60})
