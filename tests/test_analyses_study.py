@@ -303,3 +303,17 @@ def test_the_gradient_hook_sees_every_step_before_the_optimizer_and_knows_the_cu
     assert [c[0] for c in spy.calls] == list(range(1, 61)) and spy.grads_seen
     assert [c[1] for c in spy.calls] == [0] * 20 + [1] * 20 + [2] * 20
     assert [c[0] for c in spy.calls if c[2]] == sorted({*range(7, 61, 7), 20, 40, 60})
+
+
+@pytest.mark.parametrize(("override", "message"), [
+    ("analyses.sparsity.threshold=2", "analyses.sparsity.threshold = 2.0 must be between 0 and 1"),
+    ("analyses.histograms.range=[1]", r"analyses.histograms.range = \[1.0\] must be \[\] or \[lo, hi\] with lo < hi"),
+    ("analyses.histograms.bins=0", "analyses.histograms.bins = 0 must be >= 1"),
+    ("analyses.class_probs.samples=0", "analyses.class_probs.samples = 0 must be >= 1"),
+    ("analyses.weight_updates.every=0", "analyses.weight_updates.every = 0 must be >= 1"),
+])
+def test_bad_options_are_one_clear_line(override: str, message: str) -> None:
+    from engine.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=message):
+        tiny(override)
