@@ -1,4 +1,10 @@
-"""Split-MNIST: 5 tasks of 2 digits, (0,1), (2,3), ..., task-, domain- or class-incremental."""
+"""Split-MNIST: 5 tasks of 2 digits, (0,1), (2,3), ... or a chosen order, task-, domain- or class-incremental.
+
+`task_order` (e.g. [[1,2],[3,4],[5,6],[7,8],[9,0]], the §11 forgetting study's order) picks the
+digit pairs and their order; empty = the classic pairs (0,1), (2,3), ..., whose data, labels and
+task names are exactly those of every earlier version. Within a pair the first digit is label 0 in
+the task and domain scenarios; class-incremental keeps the digit itself as the label.
+"""
 
 from __future__ import annotations
 
@@ -21,8 +27,9 @@ class SplitMnistOptions:
 
     data: Literal["full", "embedded"] = opt("full", "'full' = the official MNIST files; 'embedded' = the subset shipped with cltui")
     scenario: Literal["task", "domain", "class"] = opt("task", "'task' = one 2-unit head per task; 'domain' = one shared 2-unit head; 'class' = one 10-way head over all digits")
-    num_tasks: int = opt(5, "number of digit pairs, (0,1), (2,3), ... (1 to 5)")
+    num_tasks: int = opt(5, "number of digit pairs, (0,1), (2,3), ... (1 to 5); with task_order, its first num_tasks pairs")
     train_per_task: int = opt(-1, "cap on training images per task (-1 = all)")
+    task_order: list[list[int]] = opt([], "digit pairs in training order, e.g. [[1,2],[3,4],[5,6],[7,8],[9,0]]; empty = (0,1), (2,3), ...")  # noqa: RUF009 (opt copies lists per instance)
 
     def __post_init__(self) -> None:
         # Messages start with the field name: engine.schema.build puts "benchmark." in front.
@@ -30,6 +37,24 @@ class SplitMnistOptions:
             raise ValueError(f"num_tasks = {self.num_tasks!r} must be between 1 and 5")
         if self.train_per_task == 0 or self.train_per_task < -1:
             raise ValueError(f"train_per_task = {self.train_per_task!r} must be -1 (all) or >= 1")
+        if self.task_order:
+            order = self.task_order
+            if any(len(pair) != 2 for pair in order):
+                raise ValueError(f"task_order = {order!r}: every task is a pair of digits, e.g. [1, 2]")
+            digits = [d for pair in order for d in pair]
+            if any(not 0 <= d <= 9 for d in digits):
+                raise ValueError(f"task_order = {order!r}: digits are 0 to 9")
+            if len(set(digits)) != len(digits):
+                raise ValueError(f"task_order = {order!r}: a digit appears twice; tasks must not share digits")
+            if self.num_tasks > len(order):
+                raise ValueError(f"num_tasks = {self.num_tasks!r} but task_order has {len(order)} pairs; "
+                                 f"set num_tasks <= {len(order)}")
+
+    def pairs(self) -> list[tuple[int, int]]:
+        """The (first, second) digits of each task, in training order."""
+        if self.task_order:
+            return [(a, b) for a, b in self.task_order[: self.num_tasks]]
+        return [(2 * t, 2 * t + 1) for t in range(self.num_tasks)]
 
 
 @BENCHMARKS.register(SplitMnistOptions)
@@ -41,8 +66,7 @@ def build_split_mnist(opts: SplitMnistOptions, device: torch.device, data_dir: P
     }
     labels_np = {"train": m.y_train, "test": m.y_test}
     tasks = []
-    for t in range(opts.num_tasks):
-        a, b = 2 * t, 2 * t + 1
+    for a, b in opts.pairs():
         index, labels = {}, {}
         for split, y in labels_np.items():
             ids = np.flatnonzero((y == a) | (y == b))
