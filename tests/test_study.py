@@ -54,6 +54,13 @@ def test_task_order_picks_the_pairs_and_class_incremental_keeps_digits_as_labels
     assert (nine_zero.y == 0).sum() == (digits == 9).sum()
 
 
+def test_a_class_incremental_task_may_hold_any_digits() -> None:
+    bench = _bench(scenario="class", task_order=[[1, 2, 3, 4, 5, 6, 7, 8, 9, 0]], num_tasks=1)
+    assert bench.task_names == ["1/2/3/4/5/6/7/8/9/0"] and bench.head_columns.shape == (1, 10)
+    assert bench.tasks[0].size("train") == 5000 and bench.tasks[0].size("test") == 1000  # the embedded subset
+    assert set(_all(bench.tasks[0], "test").y.tolist()) == set(range(10))
+
+
 @pytest.mark.parametrize("scenario", ["task", "class"])
 def test_the_default_order_is_the_classic_pairs_exactly(scenario: str) -> None:
     default = _bench(scenario=scenario)
@@ -65,9 +72,9 @@ def test_the_default_order_is_the_classic_pairs_exactly(scenario: str) -> None:
             assert torch.equal(x.x, y.x) and torch.equal(x.y, y.y)
 
 
-@pytest.mark.parametrize("bad", ["[[1, 2, 3]]", "[[1, 2], [2, 3]]", "[[1, 10]]", "[[1, 2], [3, 4]]"])
+@pytest.mark.parametrize("bad", ["[[1, 2, 3]]", "[[1, 2], [2, 3]]", "[[1, 10]]", "[[1, 2], [3, 4]]", "[[]]"])
 def test_a_bad_task_order_is_one_config_error(bad: str) -> None:
-    # The last one: 2 pairs but num_tasks = 5 (the default).
+    # demo is domain-incremental: pairs only. [[1, 2], [3, 4]]: 2 pairs but num_tasks = 5 (the default).
     with pytest.raises(ConfigError, match="task_order|num_tasks"):
         load_preset("demo", [f"benchmark.task_order={bad}"])
     assert load_preset("demo", ["benchmark.task_order=[[1, 2], [3, 4]]", "benchmark.num_tasks=2"])
@@ -232,7 +239,10 @@ def test_the_study_presets_cover_section_11_4() -> None:
 def test_each_study_preset_is_the_studys_setting_with_an_honest_reference(name: str) -> None:
     cfg = load_preset(name)
     bench, model = cfg.benchmark.options, cfg.model.options
-    assert bench.scenario == "class" and bench.task_order == ORDER and model.hidden == [120, 84]
+    concurrent = name.startswith("study/concurrent")
+    assert bench.scenario == "class" and model.hidden == [120, 84]
+    assert bench.task_order == ([[d for pair in ORDER for d in pair]] if concurrent else ORDER)
+    assert bench.num_tasks == (1 if concurrent else 5)
     ref = cfg.reference
     assert "unverified" in ref.source and "§" not in ref.source + ref.notes
     assert "batch size" in ref.notes  # every unstated choice is named
