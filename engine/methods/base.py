@@ -1,9 +1,9 @@
 """The hooks a CL method fills in; the one training loop (engine/loop.py) calls them.
 
 Per phase (one task per phase, except multitask):
-    before_phase → [per step: forward (via head_logits) → task loss backward →
-    after_task_backward → penalty (backward) → clip, optimizer step → after_step] →
-    after_phase → evaluation → phase_diagnostics.
+    before_phase → [per step: lr = schedule × lr_factor(phase) → forward (via head_logits) →
+    task loss (+ L1 activation term) backward → after_task_backward → penalty (backward) → clip,
+    optimizer step → after_step] → after_phase → evaluation → phase_diagnostics.
 Everything a method needs to continue a run bit for bit goes in `state_dict`.
 
 A method is one module: its options dataclass (each field with `engine.schema.opt` help) right
