@@ -55,7 +55,7 @@ from engine.series import TRAINING_SERIES, SeriesError, SeriesSet, SeriesSpec
 
 SEEN_ACC = SeriesSpec("seen_acc", cadence="phase", description=(
     "accuracy (%) over the test images of every task seen so far, each on its own head (class-incremental: "
-    "over all classes seen so far, the §11 study's 'val acc' measured on test images)"))
+    "over all classes seen so far: the forgetting study's 'val acc', measured on test images)"))
 
 
 class Trainer:

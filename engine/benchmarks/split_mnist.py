@@ -36,10 +36,8 @@ class SplitMnistOptions:
 
     def __post_init__(self) -> None:
         # Messages start with the field name: engine.schema.build puts "benchmark." in front.
-        most = len(self.task_order) if self.task_order else 5
-        if not 1 <= self.num_tasks <= most:
-            of = f"the {most} tasks of task_order" if self.task_order else "the 5 digit pairs"
-            raise ValueError(f"num_tasks = {self.num_tasks!r} must be between 1 and {most} ({of})")
+        if not self.task_order and not 1 <= self.num_tasks <= 5:
+            raise ValueError(f"num_tasks = {self.num_tasks!r} must be between 1 and 5")
         if self.train_per_task == 0 or self.train_per_task < -1:
             raise ValueError(f"train_per_task = {self.train_per_task!r} must be -1 (all) or >= 1")
         if self.task_order:
@@ -54,6 +52,9 @@ class SplitMnistOptions:
                 raise ValueError(f"task_order = {order!r}: digits are 0 to 9")
             if len(set(digits)) != len(digits):
                 raise ValueError(f"task_order = {order!r}: a digit appears twice; tasks must not share digits")
+            if not 1 <= self.num_tasks <= len(order):
+                raise ValueError(f"task_order = {order!r} has {len(order)} task(s) but num_tasks = {self.num_tasks!r}; "
+                                 f"set num_tasks between 1 and {len(order)}")
 
     def groups(self) -> list[list[int]]:
         """The digits of each task, in training order."""
