@@ -68,6 +68,7 @@ class TrainingConfig:
     nesterov: bool = opt(False, "SGD: Nesterov momentum (needs momentum > 0)")
     rmsprop_alpha: float = opt(0.99, "RMSprop smoothing constant α")
     weight_decay: float = opt(0.0, "weight decay inside the optimizer (L2 for sgd/adam/rmsprop, decoupled for adamw)")
+    l1_activation: float = opt(0.0, "L1 activation penalty λ: loss += λ·Σ_layers mean|h| over the model's unit layers, from the step's own forward (0 = off)")
     reset_optimizer: bool = opt(True, "create a fresh optimizer at every task (the reference behaviour)")
     clip_grad_norm: float = opt(-1.0, "global L2 gradient-norm clip; -1 = off")
     log_every: int = opt(10, "record training scalars every N steps")
@@ -75,7 +76,7 @@ class TrainingConfig:
     def __post_init__(self) -> None:
         # Every message starts with the field's name; engine.schema.build puts "training." in front.
         for n in ("lr", "lr_gamma", "lr_min", "adam_beta1", "adam_beta2", "eps", "momentum", "rmsprop_alpha",
-                  "weight_decay", "clip_grad_norm", "stop_train_acc", "val_fraction"):
+                  "weight_decay", "clip_grad_norm", "stop_train_acc", "val_fraction", "l1_activation"):
             if not math.isfinite(getattr(self, n)):  # the schema refuses these too; this guards direct use
                 raise ValueError(f"{n} = {getattr(self, n)!r} is not a finite number")
         for n in ("steps_per_task", "batch_size", "log_every"):
@@ -119,7 +120,7 @@ class TrainingConfig:
                 raise ValueError(f"{n} = {getattr(self, n)!r} must be in [0, 1)")
         if self.eps <= 0:
             raise ValueError(f"eps = {self.eps!r} must be > 0")
-        for n in ("momentum", "weight_decay"):
+        for n in ("momentum", "weight_decay", "l1_activation"):
             if getattr(self, n) < 0:
                 raise ValueError(f"{n} = {getattr(self, n)!r} must be >= 0")
         if not 0 <= self.rmsprop_alpha <= 1:

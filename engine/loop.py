@@ -27,6 +27,8 @@ from torch import Tensor
 
 from engine.catalog import load_all
 from engine import events as ev
+from engine.activation_l1 import SERIES as L1_SERIES
+from engine.activation_l1 import ActivationL1
 from engine.analyses.base import ObserverContext, Observers, accuracy
 from engine.benchmarks.base import Batch, Benchmark
 from engine.checkpoint import save_checkpoint
@@ -34,7 +36,7 @@ from engine.config import RunConfig, config_to_dict
 from engine.data.sampler import EpochSampler
 from engine.divergence import DivergenceWatch
 from engine.methods.base import Method
-from engine.metrics import summary
+from engine.metrics import seen_accuracy, summary
 from engine.models.base import CLModel
 from engine.optim import make_optimizer
 from engine.phases import (
@@ -50,6 +52,11 @@ from engine.registry import ANALYSES
 from engine.rng import rng_state, set_rng_state
 from engine.schedules import make_schedule
 from engine.series import TRAINING_SERIES, SeriesError, SeriesSet, SeriesSpec
+
+
+SEEN_ACC = SeriesSpec("seen_acc", cadence="phase", description=(
+    "accuracy (%) over the test images of every task seen so far, each on its own head (class-incremental: "
+    "over all classes seen so far: the forgetting study's 'val acc', measured on test images)"))
 
 
 class Trainer:
@@ -79,6 +86,8 @@ class Trainer:
                                     for c in cfg.analyses if c.options.enabled], emit)
         self.series = SeriesSet(TRAINING_SERIES)
         self.series.add(phase_series(tr), source="loop")
+        self.l1 = ActivationL1(model, tr.l1_activation)  # training.l1_activation: hooks on the unit layers
+        self.series.add([*self.l1.declare_series(), SEEN_ACC], source="loop")
         self.series.add(method.declare_series(), source="method")
         self.series.add(self.observers.declarations())
         n_phases, n_tasks = len(self.plan), bench.num_tasks
@@ -107,8 +116,9 @@ class Trainer:
         return [p.steps for p in self.plan]
 
     def lr_at(self, phase: int, step_in_phase: int) -> float:
-        """Learning rate of a step: a pure function of (phase, step in phase, phase length), so resuming needs only the counters."""
-        return self.lr_schedule(phase, step_in_phase, self.plan[phase].steps)
+        """Learning rate of a step: a pure function of (phase, step in phase, phase length) times the
+        method's per-phase factor (OGD's divisor), so resuming needs only the counters."""
+        return self.lr_schedule(phase, step_in_phase, self.plan[phase].steps) * self.method.lr_factor(phase)
 
     def make_optimizer(self) -> torch.optim.Optimizer:
         return make_optimizer(self.method.trainable_parameters(), self.cfg.training)
@@ -262,13 +272,15 @@ class Trainer:
                 groups = self.batch_groups(tasks, tr.batch_size)
                 task_loss = torch.zeros((), device=self.device)
                 correct = torch.zeros((), device=self.device)
-                for t, b in groups:
-                    logits = self.method.head_logits(b.x, b.lengths, t)
-                    task_loss = task_loss + F.cross_entropy(logits, b.y, reduction="sum")
-                    correct = correct + (logits.detach().argmax(1) == b.y).sum()
+                with self.l1.capture():  # the L1 activation penalty reads this forward's unit layers
+                    for t, b in groups:
+                        logits = self.method.head_logits(b.x, b.lengths, t)
+                        task_loss = task_loss + F.cross_entropy(logits, b.y, reduction="sum")
+                        correct = correct + (logits.detach().argmax(1) == b.y).sum()
                 task_loss = task_loss / tr.batch_size
-                # 2. task-loss gradient first (SI reads it), then the method's penalty on top
-                torch.autograd.backward(task_loss)  # = task_loss.backward(), which is untyped
+                l1 = self.l1.term()  # λ·Σ mean|h|, or None when training.l1_activation = 0
+                # 2. task-loss (+ L1) gradient first (SI reads it, OGD projects it), then the method's penalty
+                torch.autograd.backward(task_loss if l1 is None else task_loss + l1)  # untyped .backward()
                 self.method.after_task_backward(phase, tasks)
                 penalty, diagnostics = self.method.penalty(phase, tasks)  # tensors; read at log steps only
                 if penalty is not None:
@@ -285,8 +297,8 @@ class Trainer:
                 self.method.after_step(phase, tasks)
                 self.step_in_phase += 1
                 self.global_step += 1
-                self.divergence.add(self.global_step,
-                                    task_loss.detach() if penalty is None else task_loss.detach() + penalty.detach())
+                total = task_loss.detach() if l1 is None else task_loss.detach() + l1.detach()
+                self.divergence.add(self.global_step, total if penalty is None else total + penalty.detach())
                 # 4. stop rules at each epoch end and the last planned step (engine/phases.py)
                 self.tracker.add_batch(correct, tr.batch_size)
                 epoch_end = self.step_in_phase % plan.steps_per_epoch == 0
@@ -311,10 +323,11 @@ class Trainer:
                         grad_norm = torch.stack(grads).norm() if grads else torch.zeros(())
                     pen = float(penalty.detach()) if penalty is not None else 0.0
                     tl = float(task_loss.detach())
+                    l1_values = {} if l1 is None else {L1_SERIES: float(l1.detach())}
                     self.emit(ev.StepLogged(self.global_step, phase, {
-                        "loss": tl + pen, "task_loss": tl, "penalty": pen,
+                        "loss": tl + sum(l1_values.values()) + pen, "task_loss": tl, "penalty": pen,
                         "train_acc": float(correct) * 100.0 / tr.batch_size, "grad_norm": float(grad_norm),
-                        "lr": lr, **self._method_values(diagnostics, "log")}, rate))
+                        "lr": lr, **l1_values, **self._method_values(diagnostics, "log")}, rate))
                     if self._diverged():  # every log step and each phase's last step (phase_done)
                         self._account(phase, t_phase)
                         return "diverged"
@@ -340,6 +353,9 @@ class Trainer:
             reason = STOP_REASONS.index(self.tracker.stop_reason or "length")
             self.emit(ev.SeriesPoint("phase_steps", self.global_step, self.step_in_phase))
             self.emit(ev.SeriesPoint("phase_stop", self.global_step, reason))
+            sizes = [t.size("test") for t in self.bench.tasks]
+            self.emit(ev.SeriesPoint(SEEN_ACC.name, self.global_step,
+                                     seen_accuracy(self.acc[phase], self.seen_tasks(phase), sizes)))
             for name, value in self._method_values(self.method.phase_diagnostics(phase, tasks), "phase").items():
                 self.emit(ev.SeriesPoint(name, self.global_step, value))
             self.observers.on_phase_end(self.global_step, phase)

@@ -111,3 +111,18 @@ def summary(acc: ArrayLike, initial: ArrayLike | None = None) -> dict[str, float
 
 
 METRIC_NAMES = ("during", "final", "average", "bwt", "fwt", "forgetting")
+
+
+def seen_accuracy(row: ArrayLike, seen: list[int], sizes: list[int]) -> float:
+    """Accuracy (%) over the pooled test images of the `seen` tasks, given one row of the accuracy
+    matrix and every task's test-set size: Σ_j∈seen acc[j]·n_j / Σ_j∈seen n_j.
+
+    Class-incremental with one shared head, this is the accuracy over all classes seen so far
+    (the §11 forgetting study's "val acc"; predicting only the last task's two classes gives about
+    2/(2t) after task t). Unlike `average_accuracy` it weights tasks by their number of images.
+    """
+    r = np.array(row, dtype=float)
+    if not seen:
+        return NAN
+    n = np.array([sizes[j] for j in seen], dtype=float)
+    return float((r[seen] * n).sum() / n.sum())

@@ -144,7 +144,7 @@ class SeriesSet:
 
 # The loop's own series (declared by engine/loop.py; torch-free here so tests and readers share them).
 TRAINING_SERIES = (
-    SeriesSpec("loss", description="task loss + method penalty of the logged step", source="loop"),
+    SeriesSpec("loss", description="task loss (+ L1 activation term) + method penalty of the logged step", source="loop"),
     SeriesSpec("task_loss", description="cross-entropy of the logged step's batch (summed over tasks / batch size)",
                source="loop"),
     SeriesSpec("penalty", description="the method's penalty of the logged step (0 when none)", source="loop"),

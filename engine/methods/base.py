@@ -1,9 +1,9 @@
 """The hooks a CL method fills in; the one training loop (engine/loop.py) calls them.
 
 Per phase (one task per phase, except multitask):
-    before_phase → [per step: forward (via head_logits) → task loss backward →
-    after_task_backward → penalty (backward) → clip, optimizer step → after_step] →
-    after_phase → evaluation → phase_diagnostics.
+    before_phase → [per step: lr = schedule × lr_factor(phase) → forward (via head_logits) →
+    task loss (+ L1 activation term) backward → after_task_backward → penalty (backward) → clip,
+    optimizer step → after_step] → after_phase → evaluation → phase_diagnostics.
 Everything a method needs to continue a run bit for bit goes in `state_dict`.
 
 A method is one module: its options dataclass (each field with `engine.schema.opt` help) right
@@ -74,6 +74,11 @@ class Method:
     def trainable_parameters(self) -> list[Tensor]:
         return list(self.model.parameters())
 
+    def lr_factor(self, phase: int) -> float:
+        """Factor on the scheduled learning rate of every step of `phase` (a pure function of the phase,
+        so resuming needs nothing more). Default 1; OGD divides the rate for every task after the first."""
+        return 1.0
+
     # -- forward ------------------------------------------------------------------------------
     def forward(self, x: Tensor, lengths: Tensor | None, task: int) -> Tensor:
         """All output units for inputs of task `task` (masks, generated weights, ... go here)."""
@@ -88,7 +93,8 @@ class Method:
         pass
 
     def after_task_backward(self, phase: int, tasks: list[int]) -> None:
-        """Called when .grad holds the gradient of the task loss alone (before any penalty)."""
+        """Called when .grad holds the gradient of the task loss alone (plus the L1 activation term when
+        training.l1_activation > 0), before any method penalty, clipping and the optimizer step."""
 
     def penalty(self, phase: int, tasks: list[int]) -> tuple[Tensor | None, dict[str, Tensor | float]]:
         """Extra loss (regulariser, replay) for this step, backpropagated after the task loss.

@@ -9,7 +9,8 @@ it. Methods never depend on a concrete model, only on this (`CLModel`):
 * `features(x, lengths=None)` → dict name → [B, units] hidden activations, one entry per unit layer
   (an MLP: every hidden layer after its nonlinearity; the LSTM: its hidden state at the read-out
   step). These are exactly what `forward` feeds onwards: `logits == model.get_submodule(readout)(
-  features[last])`. Probes, sparsity and dormant-unit analyses read them.
+  features[last])` in eval mode (in train mode a dropout may sit between, after the unit layer).
+  Probes, sparsity and dormant-unit analyses read them.
 * `unit_layers: dict[str, int]` — layer name → units, in forward order: the layers that masking
   and regrowth act on. Each name is also a submodule (`model.get_submodule(name)`) that
   1. returns that layer's [B, units] activations from its forward, so a forward hook on it sees
