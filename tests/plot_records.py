@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -64,23 +65,31 @@ def contract_specs(n_tasks: int = 5, analyses: tuple[str, ...] = ("all",)) -> li
     return out
 
 
-def write_analysis_run(root: Path, run_id: str, *, n_tasks: int = 5, steps: int = 100, phases_done: int | None = None,
-                       analyses: tuple[str, ...] = ("all",), seed: int = 0, finish: bool = True) -> Path:
-    """A Split-MNIST-like run with the chosen analyses' series; `phases_done` < n_tasks leaves it mid-run."""
-    rng = np.random.default_rng(seed)
-    specs = contract_specs(n_tasks, analyses)
-    names = {s.name for s in specs}
-    cfg = {"name": "study/test", "seed": seed, "benchmark": {"name": "split_mnist"}, "model": {"name": "mlp"},
-           "method": {"name": "finetune"}, "training": {"steps_per_task": steps}}
-    w = RunWriter.create(root / run_id, run_id=run_id, config=cfg, environment={"device": "cpu"},
-                         task_names=TASKS[:n_tasks], phase_tasks=[[k] for k in range(n_tasks)],
-                         phase_steps=[steps] * n_tasks, series=specs)
-    w(ev.InitialEvaluated([0.0] * n_tasks))
-    acc = np.full((n_tasks, n_tasks), np.nan)
-    dead = rng.choice(120, 15, replace=False)  # h1 units that never get a gradient
-    centres = rng.normal(0, 4, (10, 2))
-    done = n_tasks if phases_done is None else phases_done
-    for ph in range(done):
+class AnalysisRun:
+    """A Split-MNIST-like run being written with the chosen analyses' series: `phase(k)` writes one
+    phase's rows (steps, curve points, epoch rows, phase-end rows), `close()` ends it (finished when
+    every phase was written)."""
+
+    def __init__(self, root: Path, run_id: str, *, n_tasks: int = 5, steps: int = 100,
+                 analyses: tuple[str, ...] = ("all",), seed: int = 0, stage_offset: float = 0.0) -> None:
+        self.rng = np.random.default_rng(seed)
+        specs = contract_specs(n_tasks, analyses)
+        self.names = {s.name for s in specs}
+        self.n_tasks, self.steps, self.stage_offset = n_tasks, steps, stage_offset
+        cfg = {"name": "study/test", "seed": seed, "benchmark": {"name": "split_mnist"}, "model": {"name": "mlp"},
+               "method": {"name": "finetune"}, "training": {"steps_per_task": steps}}
+        self.w = RunWriter.create(root / run_id, run_id=run_id, config=cfg, environment={"device": "cpu"},
+                                  task_names=TASKS[:n_tasks], phase_tasks=[[k] for k in range(n_tasks)],
+                                  phase_steps=[steps] * n_tasks, series=specs)
+        self.w(ev.InitialEvaluated([0.0] * n_tasks))
+        self.run_dir = root / run_id
+        self.acc = np.full((n_tasks, n_tasks), np.nan)
+        self.dead = self.rng.choice(120, 15, replace=False)  # h1 units that never get a gradient
+        self.centres = self.rng.normal(0, 4, (10, 2))
+        self.done = 0
+
+    def phase(self, ph: int) -> None:
+        w, rng, names, steps, n_tasks = self.w, self.rng, self.names, self.steps, self.n_tasks
         for s in range(1, steps + 1):
             g = ph * steps + s
             if s % 10 == 0:
@@ -103,9 +112,9 @@ def write_analysis_run(root: Path, run_id: str, *, n_tasks: int = 5, steps: int 
                 if "weight_update" in names:
                     w(ev.SeriesPoint("weight_update", g, 1e-3 * math.exp(-s / 50) * (1 + rng.random(len(PARAMS)))))
             if "epoch_test_acc" in names and s % 25 == 0:
-                w(ev.SeriesPoint("epoch_test_acc", g, 60 - 4 * ph + 10 * s / steps))
-        acc[ph] = [99.0 - 60 * (ph > j) + j * 0.1 if j <= ph else 10.0 for j in range(n_tasks)]
-        w(ev.PhaseEvaluated(ph, acc[ph].tolist(), seconds=1.0))
+                w(ev.SeriesPoint("epoch_test_acc", g, 60 - 4 * ph + 10 * s / steps + self.stage_offset))
+        self.acc[ph] = [99.0 - 60 * (ph > j) + j * 0.1 if j <= ph else 10.0 for j in range(n_tasks)]
+        w(ev.PhaseEvaluated(ph, self.acc[ph].tolist(), seconds=1.0))
         g = (ph + 1) * steps
         w(ev.SeriesPoint("phase_steps", g, steps))
         w(ev.SeriesPoint("phase_stop", g, 0))
@@ -115,7 +124,7 @@ def write_analysis_run(root: Path, run_id: str, *, n_tasks: int = 5, steps: int 
                 if u:
                     v = rng.random(u) * 5
                     if k == "fc1_weight":
-                        v[dead] = 0.0
+                        v[self.dead] = 0.0
                     w(ev.SeriesPoint(f"grad_units_{k}", g, v))
         if "hist_fc1_weight" in names:
             for k in PARAMS:
@@ -138,12 +147,24 @@ def write_analysis_run(root: Path, run_id: str, *, n_tasks: int = 5, steps: int 
             labels = np.arange(N_LATENT) % 10
             w(ev.SeriesPoint("latent_labels", g, labels))
             for li, layer in enumerate(LAYERS):
-                pts = centres[labels] * (1 + 0.2 * ph) + rng.normal(0, 1 + li, (N_LATENT, 2))
+                pts = self.centres[labels] * (1 + 0.2 * ph) + rng.normal(0, 1 + li, (N_LATENT, 2))
                 w(ev.SeriesPoint(f"latent_{layer}", g, pts))
         if "plasticity" in names:
             w(ev.SeriesPoint("plasticity", g, [0.1 * ph, 80 - 5 * ph, 90 - 4 * ph, 0.05 + 0.01 * ph]))
             w(ev.SeriesPoint("plasticity_dormant", g, [0.1 * ph, 0.12 * ph]))
-    if finish and done == n_tasks:
-        w(ev.RunFinished(summary(acc), seconds=5.0))
-    w.close()
-    return root / run_id
+        self.done = ph + 1
+        w.flush(force=True)
+
+    def close(self) -> Path:
+        if self.done == self.n_tasks:
+            self.w(ev.RunFinished(summary(self.acc), seconds=5.0))
+        self.w.close()
+        return self.run_dir
+
+
+def write_analysis_run(root: Path, run_id: str, *, phases_done: int | None = None, **kw: Any) -> Path:
+    """A stored run (finished, or stopped after `phases_done` phases) with the chosen analyses' series."""
+    run = AnalysisRun(root, run_id, **kw)
+    for ph in range(run.n_tasks if phases_done is None else phases_done):
+        run.phase(ph)
+    return run.close()

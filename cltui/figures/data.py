@@ -149,6 +149,22 @@ def shown_rows(n: int, most: int = MAX_SHOWN_PHASES) -> list[int]:
 
 
 # -- looking series up ---------------------------------------------------------------------------
+def declared_figures(rec: RunRecord) -> set[str]:
+    """The figures whose series `rec` declares (their rows may not be written yet)."""
+    names = set(rec.series_specs)
+
+    def pre(p: str) -> bool:
+        return any(n.startswith(p) for n in names)
+
+    found = {"matrix"}
+    checks = {"curves": CURVES in names, "sparsity": bool({"sparsity", "dormant"} & names),
+              "classprobs": "class_prob" in names, "updates": "weight_update" in names,
+              "probes": pre("probe_"), "gradients": "grad_layer" in names or pre("grad_units_"),
+              "histograms": pre("hist_"), "latent": pre("latent_"), "plasticity": "plasticity" in names,
+              "stages": "epoch_test_acc" in names}
+    return found | {k for k, v in checks.items() if v}
+
+
 def _need(rec: RunRecord, names: Sequence[str], what: str, turn_on: str) -> list[Series]:
     """The named series that have rows; NoFigureData naming the analysis to turn on when none does."""
     have = [rec.series[n] for n in names if n in rec.series and rec.series[n].steps.shape[0] > 0]
@@ -157,7 +173,8 @@ def _need(rec: RunRecord, names: Sequence[str], what: str, turn_on: str) -> list
     if any(n in rec.series_specs for n in names):
         raise NoFigureData(f"run {rec.run_id} has no {what} rows yet (they are written as the run goes on); "
                            "try again later")
-    raise NoFigureData(f"run {rec.run_id} has no {what} data: turn on {turn_on} and run it again")
+    hint = turn_on if " " in turn_on and not turn_on.startswith("[") else f"turn on {turn_on} and run it again"
+    raise NoFigureData(f"run {rec.run_id} has no {what} data: {hint}")
 
 
 def _prefixed(rec: RunRecord, prefix: str, suffix: str = "") -> list[str]:
@@ -323,8 +340,8 @@ def plasticity_data(rec: RunRecord) -> list[Lines]:
 
 def stage_best(rec: RunRecord) -> np.ndarray:
     """Max of `epoch_test_acc` within each phase (stage), NaN for stages without a row."""
-    (s,) = _need(rec, ["epoch_test_acc"], "per-epoch test accuracy (epoch_test_acc, written by the "
-                 "incremental CIFAR-100 benchmark)", "a benchmark that records epoch_test_acc")
+    (s,) = _need(rec, ["epoch_test_acc"], "per-epoch test accuracy (series epoch_test_acc)",
+                 "it is recorded by benchmarks with test accuracy per epoch (incremental CIFAR-100, the lop/ presets)")
     ph = phase_of_rows(rec, s)
     v = s.values.astype(float).reshape(-1)
     best = np.full(len(rec.phase_steps), np.nan)

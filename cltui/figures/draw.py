@@ -119,8 +119,7 @@ def heat_on(fig: Figure, ax: Axes, h: Heat, cmap: str = "RdYlGn", log: bool = Fa
     from matplotlib.colors import LogNorm, Normalize
 
     v = np.ma.masked_invalid(h.values)
-    cm = matplotlib.colormaps[cmap].copy()
-    cm.set_bad(bad)
+    cm = matplotlib.colormaps[cmap].with_extremes(bad=bad)
     if log:
         pos = h.values[np.isfinite(h.values) & (h.values > 0)]
         v = np.ma.masked_where(~(np.isfinite(h.values) & (h.values > 0)), h.values)

@@ -112,7 +112,7 @@ def write_figures(rec: RunRecord, whats: list[str], fmt: str, out_dir: Path,
         except NoFigureData as e:
             if not every:
                 raise
-            skipped.append(f"{what}: {e}")
+            skipped.append(f"{what}: {str(e).removeprefix(f'run {rec.run_id} has ')}")
     return written, skipped
 
 
