@@ -54,9 +54,10 @@ def panels_of(rec: RunRecord) -> list[str]:
 
 
 # -- tables ------------------------------------------------------------------------------------
-def _heat_table(h: Heat, percent: bool, log_rows: bool = False) -> Table:
-    """`h` as a rich table; % cells on the accuracy colours, other values as numbers."""
-    t = Table(title=h.title, title_justify="left", show_edge=False, pad_edge=False, box=None, padding=(0, 1))
+def _heat_table(h: Heat, percent: bool) -> Group:
+    """`h` as its title over a rich table; % cells on the accuracy colours, other values as numbers.
+    (The title is a line of its own: a table's title wraps at the table's width.)"""
+    t = Table(show_edge=False, pad_edge=False, box=None, padding=(0, 1))
     t.add_column(h.row_label, style="bold", no_wrap=True)
     for c in h.cols:
         t.add_column(c, justify="right", no_wrap=True)
@@ -70,7 +71,7 @@ def _heat_table(h: Heat, percent: bool, log_rows: bool = False) -> Table:
             else:
                 cells.append(Text(f"{v:.3g}"))
         t.add_row(r, *cells)
-    return t
+    return Group(Text(h.title, style="bold", no_wrap=True, overflow="ellipsis"), t)
 
 
 def panel_table(rec: RunRecord, panel: str) -> RenderableType:
@@ -201,7 +202,7 @@ class PanelArea(Vertical):
         self.panel = "curves"
         self.rec: RunRecord | None = None
         self.every = every
-        self._key: tuple | None = None
+        self._key: tuple[Any, ...] | None = None
         self._drawn_at = 0.0
         self._timer: Timer | None = None
 

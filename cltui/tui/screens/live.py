@@ -62,8 +62,8 @@ class LiveScreen(Screen[None]):
         Binding("r", "resume", "Resume"),
         Binding("x", "stop", "Stop run"),
         Binding("f", "follow_newest", "Newest running"),
-        Binding("a", "next_panel", "Analyses"),
-        Binding("e", "export", "Export figures"),
+        Binding("a", "next_panel", "Panels"),
+        Binding("e", "export", "Figures"),
     ]
 
     @dataclass
@@ -105,6 +105,7 @@ class LiveScreen(Screen[None]):
         self._plot_at = 0.0
         self._plot_timer: Timer | None = None
         self._matrix_key: tuple | None = None
+        self._has_panels = False  # the shown run records analyses: `a` in the footer
 
     def _plot(self) -> CurvesPlot:
         from cltui.tui.plot import CurvesPlot
@@ -167,6 +168,7 @@ class LiveScreen(Screen[None]):
         self._plot().show(None)
         self._panels().reset()
         self._panels().show(None)
+        self._refresh_keys()
 
     def action_follow_newest(self) -> None:
         recs = [r for r in getattr(self.app, "latest_records", []) if r.live_status == "running"]
@@ -246,6 +248,7 @@ class LiveScreen(Screen[None]):
         self.query_one("#live-progress", Static).update(progress_table(rec))
         self.query_one("#live-loss", LossLine).show(rec)
         self._panels().show(rec)
+        self._refresh_keys()
         curves_key = (rec.run_dir, rec.curve_steps.size, rec.progress[1])
         if curves_key != self._curves_key:
             # A 20-task plot at 200×60 costs ~100-250 ms to build and draw; a fast GPU run brings a
@@ -321,13 +324,20 @@ class LiveScreen(Screen[None]):
         self.app.push_screen(ConfirmScreen(f"Stop run {rec.run_id}?",
                                            "It writes a checkpoint and can be resumed later."), stop)
 
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        """`a` is shown (and works) only for a run with analysis panels; the other keys always show."""
+        if action == "next_panel":
+            return self._has_panels
+        return True
+
+    def _refresh_keys(self) -> None:
+        has = self.rec is not None and len(self._panels().panels()) > 1
+        if has != self._has_panels:
+            self._has_panels = has
+            self.refresh_bindings()
+
     def action_next_panel(self) -> None:
-        if self.rec is None:
-            self.notify("no run shown")
-            return
-        if self._panels().cycle() == "curves" and len(self._panels().panels()) == 1:
-            self.notify("this run records no analyses: turn one on in its preset, e.g. [analyses.sparsity] enabled = true",
-                        markup=False)
+        self._panels().cycle()
 
     def action_export(self) -> None:
         if self.rec is None:
