@@ -51,6 +51,8 @@ class Lines:
     logy: bool = False
     ylim: tuple[float, float] | None = None
     std: np.ndarray | None = None
+    markers: bool = False
+    """a marker on every point (few points: one per phase end)"""
 
 
 @dataclass(frozen=True)
@@ -334,8 +336,8 @@ def plasticity_data(rec: RunRecord) -> list[Lines]:
     """The §10.4 plasticity metrics per phase end, one panel each (x = the phase's end step)."""
     (s,) = _need(rec, ["plasticity"], "plasticity", "[analyses.plasticity] enabled = true")
     v = _col2(s.values)
-    return [Lines(name.replace("_", " "), name.replace("_", " "), s.steps, v[:, [k]], [name], boundaries(rec))
-            for k, name in enumerate(_columns(s, "metric "))]
+    return [Lines(name.replace("_", " "), name.replace("_", " "), s.steps, v[:, [k]], [name], boundaries(rec),
+                  markers=True) for k, name in enumerate(_columns(s, "metric "))]
 
 
 def stage_best(rec: RunRecord) -> np.ndarray:

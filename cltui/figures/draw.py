@@ -95,7 +95,7 @@ def lines_on(ax: Axes, d: Lines, legend: bool = True) -> None:
         keep = ~np.isnan(y)
         if not keep.any():
             continue
-        ax.plot(x[keep], y[keep], color=colors[k], label=label)
+        ax.plot(x[keep], y[keep], color=colors[k], label=label, marker="o" if d.markers else None, ms=3)
         if d.std is not None:
             s = d.std[idx, k][keep]
             ax.fill_between(x[keep], y[keep] - s, y[keep] + s, color=colors[k], alpha=0.2, lw=0)
@@ -178,8 +178,9 @@ def draw_curves(d: Lines) -> Figure:
 def draw_lines(panels: list[Lines], title: str) -> Figure:
     """Several line panels side by side (sparsity and dormant, updates, class probabilities, plasticity)."""
     rows, cols = _grid(len(panels), 2)
-    fig = _figure(5.5 * cols, 3.4 * rows)
-    fig.suptitle(title)
+    fig = _figure(5.5 * cols, 3.4 * rows) if len(panels) > 1 else _figure(7.0, 3.8)
+    if len(panels) > 1:  # one panel's own title already names the run
+        fig.suptitle(title)
     for k, d in enumerate(panels):
         lines_on(fig.add_subplot(rows, cols, k + 1), d)
     return fig
@@ -291,6 +292,9 @@ def draw_stages(st: Stages, title: str) -> Figure:
         assert st.baseline is not None
         ax.plot(st.stage, st.baseline, marker="s", ms=3, color="0.4", label=f"baseline {st.baseline_id}")
         ax.legend(frameon=False)
+    from matplotlib.ticker import MaxNLocator
+
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("stage")
     ax.set_ylabel("max test accuracy in stage (%)")
     if two:
