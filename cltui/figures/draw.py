@@ -144,7 +144,8 @@ def heat_on(fig: Figure, ax: Axes, h: Heat, cmap: str = "RdYlGn", log: bool = Fa
                 val = h.values[i, j]
                 if not np.isfinite(val):
                     continue
-                text = f"{val:.1f}" if abs(val) < 1000 else f"{val:.2g}"
+                # Narrow cells (many columns) get whole numbers: "100.0" would spill over its neighbours.
+                text = (f"{val:.0f}" if c > 6 else f"{val:.1f}") if abs(val) < 1000 else f"{val:.2g}"
                 if h.std is not None and np.isfinite(h.std[i, j]):
                     text += f"\n±{h.std[i, j]:.1f}"
                 rgba = cm(norm(val))

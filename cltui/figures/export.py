@@ -38,7 +38,7 @@ class FigureKind:
 
 
 def _title(rec: RunRecord, what: str) -> str:
-    return f"{what} · {rec.run_id} ({rec.benchmark} · {rec.method})"
+    return f"{what}\n{rec.run_id} ({rec.benchmark} · {rec.method})"  # two lines: a narrow figure cuts one long one
 
 
 FIGURES: dict[str, FigureKind] = {k.what: k for k in (
