@@ -336,8 +336,13 @@ def plasticity_data(rec: RunRecord) -> list[Lines]:
     """The §10.4 plasticity metrics per phase end, one panel each (x = the phase's end step)."""
     (s,) = _need(rec, ["plasticity"], "plasticity", "[analyses.plasticity] enabled = true")
     v = _col2(s.values)
-    return [Lines(name.replace("_", " "), name.replace("_", " "), s.steps, v[:, [k]], [name], boundaries(rec),
-                  markers=True) for k, name in enumerate(_columns(s, "metric "))]
+    out = [Lines(name.replace("_", " "), name.replace("_", " "), s.steps, v[:, [k]], [name], boundaries(rec),
+                 markers=True) for k, name in enumerate(_columns(s, "metric "))]
+    per_layer = rec.series.get("plasticity_dormant")
+    if per_layer is not None and per_layer.steps.shape[0]:
+        out.append(Lines("dormant units per layer", "dormant fraction", per_layer.steps, _col2(per_layer.values),
+                         _columns(per_layer, "layer "), boundaries(rec), markers=True))
+    return out
 
 
 def stage_best(rec: RunRecord) -> np.ndarray:

@@ -93,13 +93,13 @@ def panel_table(rec: RunRecord, panel: str) -> RenderableType:
                                               g.per_unit[0].cols, row_label="weight"), percent=False))
             return Group(*parts)
         if panel == "plasticity":
-            panels = fd.plasticity_data(rec)
+            fd.plasticity_data(rec)  # NoFigureData when nothing is recorded yet
             s = rec.series["plasticity"]
             names = fd.phase_names(rec)
             rows = [names[k] for k in fd.phase_of_rows(rec, s)]
-            values = np.concatenate([p.y for p in panels], axis=1)
-            return _heat_table(Heat("plasticity per phase end", values, rows, [p.labels[0] for p in panels],
-                                    row_label="phase"), percent=False)
+            cols = list(s.spec.columns or [f"metric {k}" for k in range(s.values.shape[1])])
+            return _heat_table(Heat("plasticity per phase end", s.values.astype(float).reshape(len(rows), -1), rows,
+                                    cols, row_label="phase"), percent=False)
     except NoFigureData as e:
         return Text(str(e), style="yellow")
     return Text(f"no table panel {panel!r}", style="red")
