@@ -443,6 +443,64 @@ def export(
         sys.stdout.write(text)
 
 
+class PlotWhat(str, Enum):
+    curves = "curves"
+    matrix = "matrix"
+    probes = "probes"
+    sparsity = "sparsity"
+    updates = "updates"
+    gradients = "gradients"
+    histograms = "histograms"
+    latent = "latent"
+    classprobs = "classprobs"
+    plasticity = "plasticity"
+    stages = "stages"
+    all = "all"
+
+
+class PlotFormat(str, Enum):
+    png = "png"
+    svg = "svg"
+    pdf = "pdf"
+
+
+@app.command()
+def plot(
+    run: Annotated[str, typer.Argument(help="run id (or unique part of it)")],
+    what: Annotated[list[PlotWhat], typer.Option("--what", help="figure(s) to draw (repeatable); all = every one the run has data for")] = [PlotWhat.all],  # noqa: B006
+    format: Annotated[PlotFormat, typer.Option("--format", help="file format")] = PlotFormat.png,
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="folder to write to (default: the run's figures/ folder)")] = None,
+    baseline: Annotated[str | None, typer.Option("--baseline", help="stages: a run to subtract (e.g. the retrained network)")] = None,
+    runs_dir: RunsDir = None,
+) -> None:
+    """Draw a run's figures with matplotlib (accuracy matrix, forgetting curves, and each analysis it recorded)."""
+    from rich.markup import escape
+
+    from cltui.figures.export import write_figures
+    from engine.store import RunStore, read_run
+
+    whats = [w.value for w in what]
+    if baseline is not None and not {"stages", "all"} & set(whats):
+        fail("--baseline is only used by --what stages (or all)")
+    store = RunStore(runs_root(runs_dir))
+    members = store.group_members(run)
+    if members:
+        fail(f"{run} is a seed group of {len(members)} runs; plot one of them ({members[0].name}, ...; "
+             f"cltui show {run} lists them)")
+    try:
+        rec = read_run(store.find(run))
+        base = read_run(store.find(baseline)) if baseline is not None else None
+        written, skipped = write_figures(rec, whats, format.value, output or rec.run_dir / "figures", base)
+    except CltuiError as e:
+        fail(escape(str(e)))  # the line names a config table, e.g. [analyses.probes]: not markup
+    if not written:
+        fail(f"run {rec.run_id} has no data for any figure yet")
+    for line in skipped:
+        err_console.print(f"[yellow]skipped {escape(line)}[/yellow]", highlight=False, soft_wrap=True)
+    for path in written:
+        console.print(str(path), highlight=False, soft_wrap=True)
+
+
 def main() -> None:
     """Console-script entry: bare `cltui` opens the TUI; anything else is the CLI."""
     if len(sys.argv) == 1:

@@ -60,6 +60,7 @@ def test_ui_does_not_import_torch() -> None:
     wanted = ui_modules()
     mods = imported_after(wanted)
     assert "torch" not in mods, "a cltui module imports torch at module scope"
+    assert "matplotlib" not in mods, "a cltui module imports matplotlib at module scope (figures import it when drawing)"
     assert set(wanted) <= mods
 
 
@@ -72,6 +73,7 @@ def test_engine_does_not_import_ui_libraries() -> None:
 
 def test_cli_help_does_not_load_torch() -> None:
     code = ("import sys\nfrom typer.testing import CliRunner\nfrom cltui.cli import app\n"
-            "r = CliRunner().invoke(app, ['--help'])\nassert r.exit_code == 0\nprint('torch' in sys.modules)")
+            "r = CliRunner().invoke(app, ['--help'])\nassert r.exit_code == 0\n"
+            "print('torch' in sys.modules, 'matplotlib' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, check=True)
-    assert out.stdout.strip() == "False"
+    assert out.stdout.strip() == "False False"

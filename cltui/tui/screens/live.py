@@ -33,6 +33,7 @@ from engine.presentation import divergence_text, error_summary, metrics_of, refe
 from engine.store import RunRecord, read_run
 
 if TYPE_CHECKING:
+    from cltui.tui.panels import PanelArea
     from cltui.tui.plot import CurvesPlot
 
 PLOT_EVERY = 1.0
@@ -53,11 +54,16 @@ class LiveScreen(Screen[None]):
             "matrix (row i = after task i, column j = task j; the diagonal is each task right after it "
             "was learned), forgetting curves with task boundaries, and the metrics so far beside the "
             "preset's published reference. With no run chosen it follows the newest running one. `r` "
-            "resumes an interrupted or failed run; `x` stops a running one (it checkpoints first).")
+            "resumes an interrupted or failed run; `x` stops a running one (it checkpoints first). `a` "
+            "switches the right side between the forgetting curves and a panel per analysis the run records "
+            "(sparsity, probes, gradients, ...), updated as rows arrive; `e` writes every figure of the run "
+            "(as `cltui plot RUN`) to its figures/ folder.")
     BINDINGS = [
         Binding("r", "resume", "Resume"),
         Binding("x", "stop", "Stop run"),
         Binding("f", "follow_newest", "Newest running"),
+        Binding("a", "next_panel", "Panels"),
+        Binding("e", "export", "Figures"),
     ]
 
     @dataclass
@@ -73,6 +79,19 @@ class LiveScreen(Screen[None]):
         run_dir: Path
         error: str
 
+    @dataclass
+    class Exported(Message):
+        """The export worker wrote the run's figures (and skipped those without data)."""
+
+        run_id: str
+        paths: list[Path]
+        skipped: list[str]
+
+    @dataclass
+    class ExportFailed(Message):
+        run_id: str
+        error: str
+
     def __init__(self) -> None:
         super().__init__()
         self.run_dir: Path | None = None
@@ -86,14 +105,20 @@ class LiveScreen(Screen[None]):
         self._plot_at = 0.0
         self._plot_timer: Timer | None = None
         self._matrix_key: tuple | None = None
+        self._has_panels = False  # the shown run records analyses: `a` in the footer
 
     def _plot(self) -> CurvesPlot:
         from cltui.tui.plot import CurvesPlot
 
         return self.query_one("#live-curves", CurvesPlot)
 
+    def _panels(self) -> PanelArea:
+        from cltui.tui.panels import PanelArea
+
+        return self.query_one("#live-right", PanelArea)
+
     def compose(self) -> ComposeResult:
-        from cltui.tui.plot import CurvesPlot  # plotext (~50 ms): imported when this screen is first shown
+        from cltui.tui.panels import PanelArea  # plotext (~50 ms): imported when this screen is first shown
 
         yield NavBar(self.MODE)
         with Vertical(id="live-body"):
@@ -106,12 +131,14 @@ class LiveScreen(Screen[None]):
                     yield Static("", id="live-matrix")
                     yield Static("", id="live-metrics")
                     yield Static("", id="live-error")
-                yield CurvesPlot(id="live-curves")
+                yield PanelArea(id="live-right", every=PLOT_EVERY)  # the curves (#live-curves) or an analysis
         yield Footer()
 
     # -- choosing the run ----------------------------------------------------------------------
     def show_run(self, run_dir: Path) -> None:
         """Follow `run_dir` from now on (read immediately)."""
+        if self.run_dir != Path(run_dir) and self.query("#live-right"):
+            self._panels().reset()
         self.run_dir = Path(run_dir)
         self._last_sig, self._note = None, None
         self._wake.set()
@@ -139,6 +166,9 @@ class LiveScreen(Screen[None]):
             self.query_one(wid, Static).update("")
         self.query_one("#live-loss", LossLine).show(None)
         self._plot().show(None)
+        self._panels().reset()
+        self._panels().show(None)
+        self._refresh_keys()
 
     def action_follow_newest(self) -> None:
         recs = [r for r in getattr(self.app, "latest_records", []) if r.live_status == "running"]
@@ -217,6 +247,8 @@ class LiveScreen(Screen[None]):
         self.query_one("#live-head", Static).update(run_header(rec))
         self.query_one("#live-progress", Static).update(progress_table(rec))
         self.query_one("#live-loss", LossLine).show(rec)
+        self._panels().show(rec)
+        self._refresh_keys()
         curves_key = (rec.run_dir, rec.curve_steps.size, rec.progress[1])
         if curves_key != self._curves_key:
             # A 20-task plot at 200×60 costs ~100-250 ms to build and draw; a fast GPU run brings a
@@ -291,3 +323,55 @@ class LiveScreen(Screen[None]):
 
         self.app.push_screen(ConfirmScreen(f"Stop run {rec.run_id}?",
                                            "It writes a checkpoint and can be resumed later."), stop)
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        """`a` is shown (and works) only for a run with analysis panels; the other keys always show."""
+        if action == "next_panel":
+            return self._has_panels
+        return True
+
+    def _refresh_keys(self) -> None:
+        has = self.rec is not None and len(self._panels().panels()) > 1
+        if has != self._has_panels:
+            self._has_panels = has
+            self.refresh_bindings()
+
+    def action_next_panel(self) -> None:
+        self._panels().cycle()
+
+    def action_export(self) -> None:
+        if self.rec is None:
+            self.notify("no run shown")
+            return
+        self.notify(f"drawing the figures of {self.rec.run_id}…")
+        self._export(self.rec.run_dir)
+
+    @work(thread=True, exclusive=True, group="export")
+    def _export(self, run_dir: Path) -> None:
+        """Every figure of the run, as `cltui plot RUN` draws them, into its figures/ folder (a fresh
+        read: matplotlib takes about a second per figure, so this runs off the UI thread)."""
+        from cltui.figures.export import write_figures
+        from engine.errors import CltuiError
+
+        run_id = run_dir.name
+        try:
+            rec = read_run(run_dir)
+            run_id = rec.run_id
+            paths, skipped = write_figures(rec, ["all"], "png", run_dir / "figures")
+        except (CltuiError, OSError) as e:
+            self.post_message(self.ExportFailed(run_id, str(e)))
+            return
+        self.post_message(self.Exported(run_id, paths, skipped))
+
+    def on_live_screen_exported(self, msg: Exported) -> None:
+        if not msg.paths:
+            self.notify(f"{msg.run_id}: no figure has data yet", severity="warning", markup=False)
+            return
+        folder = msg.paths[0].parent
+        names = ", ".join(p.name.removeprefix(f"{msg.run_id}-") for p in msg.paths)
+        self.notify(f"wrote {len(msg.paths)} figures to {folder}: {names}", title="figures exported", timeout=10,
+                    markup=False)
+
+    def on_live_screen_export_failed(self, msg: ExportFailed) -> None:
+        self.notify(msg.error, title=f"could not export the figures of {msg.run_id}", severity="error", timeout=10,
+                    markup=False)
