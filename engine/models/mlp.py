@@ -88,5 +88,6 @@ class MLP(CLModel):
     def unit_wiring(self) -> list[UnitWiring]:
         """h<i> is made by fc<i> (no norm layer) and read by fc<i+1>, the last by the read-out."""
         layers = self._layers()
-        nxt: list[nn.Module] = [fc for _, fc, _ in layers[1:]] + [self.out]
+        nxt: list[nn.Module] = [fc for _, fc, _ in layers[1:]]
+        nxt.append(self.out)
         return [UnitWiring(name, fc, None, n) for (name, fc, _), n in zip(layers, nxt)]

@@ -109,6 +109,7 @@ class ResNet18(CLModel):
         for m in self.modules():
             if isinstance(m, nn.Conv2d):
                 nn.init.kaiming_normal_(m.weight, mode="fan_in", nonlinearity="relu")
+                assert m.bias is not None  # every conv here has one
                 nn.init.zeros_(m.bias)
             elif isinstance(m, nn.BatchNorm2d):
                 nn.init.ones_(m.weight)
@@ -129,7 +130,7 @@ class ResNet18(CLModel):
                     feats[f"layer{s}.{b}.g1"] = a
                     if not (s == 4 and b == 1):
                         feats[f"layer{s}.{b}.g2"] = h
-        pooled = self.pool(h.mean(dim=(2, 3)))
+        pooled: Tensor = self.pool(h.mean(dim=(2, 3)))
         if feats is not None:
             feats["pool"] = pooled
         return pooled
