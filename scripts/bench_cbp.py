@@ -2,8 +2,8 @@
 
 Times, on synthetic CIFAR-sized inputs, a plain training step (forward with the logits sliced to
 `--classes`, cross-entropy, backward, SGD step) and the same step followed by CBP's `after_step`
-(capture of the 17 layers' mean |feature| by hooks, ages, activity, counters, and replacements with
-`--rate`). CPU time (time.process_time) by default, so a crowded machine's other processes do not
+(ages, activity, counters, and replacements with `--rate`), then the plain step again with CBP's
+hooks (the capture of the 17 layers' mean |feature| in the forward) removed. CPU time (time.process_time) by default, so a crowded machine's other processes do not
 count; on CUDA it synchronises and reports wall time.
 
     python scripts/bench_cbp.py --width 64 --batch 90 --steps 5 --device cpu
@@ -72,9 +72,13 @@ def main() -> None:
         train.append(a)
         extra.append(b)
     t, c = sum(train) / len(train), sum(extra) / len(extra)
+    for h in cbp._hooks:  # the same steps without CBP's feature capture
+        h.remove()
+    plain = sum(step(False)[0] for _ in range(args.steps)) / args.steps
     print(f"width {args.width} batch {args.batch} on {dev}: training step {t * 1e3:.1f} ms, "
           f"CBP after_step {c * 1e3:.2f} ms ({100 * c / t:.2f} % of the step); replaced so far "
-          f"{sum(cbp.replaced_in_phase)} units ({'wall' if dev.type == 'cuda' else 'CPU'} time, mean of {args.steps})")
+          f"{sum(cbp.replaced_in_phase)} units; without CBP's hooks the step is {plain * 1e3:.1f} ms "
+          f"({'wall' if dev.type == 'cuda' else 'CPU'} time, mean of {args.steps})")
 
 
 if __name__ == "__main__":
