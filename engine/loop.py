@@ -243,6 +243,9 @@ class Trainer:
             tasks, steps = plan.tasks, plan.steps
             if not self.phase_started:
                 self.emit(ev.PhaseStarted(phase, tasks, steps, self.global_step))
+                # The previous phase's optimizer (None before the first), also right after a resume, so
+                # a method may act on it before it is reused (retrained clears its momentum).
+                self.method.optimizer = self.optimizer
                 self.method.before_phase(phase, tasks)
                 if self.optimizer is None or tr.reset_optimizer:
                     self.optimizer = self.make_optimizer()

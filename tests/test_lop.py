@@ -325,3 +325,22 @@ def test_plasticity_observer_on_the_mnist_mlp(tmp_path: Path) -> None:
     assert res.status == "finished", res.error
     rows = read_run(res.run_dir).series["plasticity"].values
     assert rows.shape == (3, 4) and np.all(rows[:, 1] >= 1) and np.all(rows[:, 3] > 0)
+
+
+@pytest.mark.parametrize("method", ["retrained", "cbp"])
+def test_resume_from_a_stage_end_checkpoint_equals_uninterrupted(tmp_path: Path, archive: tuple[Path, str],
+                                                                 method: str) -> None:
+    """A run killed right after a stage's end checkpoint resumes before the next stage's before_phase:
+    the method must see the optimizer there too (retrained clears its momentum)."""
+    from engine import api
+
+    cfg = _tiny(archive[1], f"method.name={method}", "method.maturity=5" if method == "cbp" else "seed=0")
+    full = api.run(cfg, tmp_path / "full", data_dir=archive[0])
+    part = api.run(cfg, tmp_path / "part", data_dir=archive[0], stop_at_step=13)
+    # Drop the interrupt checkpoint (step 13): the newest left is stage 0's end (step 12), as after a kill.
+    (part.run_dir / "checkpoint.1.pt").replace(part.run_dir / "checkpoint.pt")
+    resumed = api.resume(part.run_id, tmp_path / "part", data_dir=archive[0])
+    assert resumed.status == "finished", resumed.error
+    assert np.array_equal(resumed.acc, full.acc, equal_nan=True)
+    assert_same_series(full.run_dir, resumed.run_dir)  # stage 1's losses: retrained re-inits all at stage 2
+    assert_same_final_state(full.run_dir, resumed.run_dir)
