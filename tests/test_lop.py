@@ -344,3 +344,22 @@ def test_resume_from_a_stage_end_checkpoint_equals_uninterrupted(tmp_path: Path,
     assert np.array_equal(resumed.acc, full.acc, equal_nan=True)
     assert_same_series(full.run_dir, resumed.run_dir)  # stage 1's losses: retrained re-inits all at stage 2
     assert_same_final_state(full.run_dir, resumed.run_dir)
+
+
+def test_plasticity_next_batch_is_the_next_stages_new_classes(tmp_path: Path, archive: tuple[Path, str]) -> None:
+    from engine import api
+
+    trainer, _ = api.build_trainer(_tiny(archive[1], "analyses.plasticity.data=next", "analyses.plasticity.samples=25"),
+                                   archive[0], lambda e: None)
+    obs = trainer.observers.items[0]
+    assert obs.name == "plasticity"
+    (task, idx), = obs.pool(0)
+    labels = trainer.bench.tasks[task].get("train", idx).y
+    assert task == 1 and sorted(set(labels.tolist())) == [2, 3] and idx.numel() == 2 * 15  # stage 1's 2 new classes
+    got = obs.batch(0)
+    assert got is not None and got[0].shape == (25, 3, 32, 32)
+    assert obs.pool(2) == [] and obs.batch(2) is None  # after the last stage
+    assert obs.pool(1)[0][0] == 2
+    seen_obs = api.build_trainer(_tiny(archive[1]), archive[0], lambda e: None)[0].observers.items[0]
+    (t, idx), = seen_obs.pool(1)  # stage 1 holds stage 0's classes too: no image is pooled twice
+    assert t == 1 and idx.numel() == 4 * 15

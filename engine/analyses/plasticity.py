@@ -2,7 +2,11 @@
 
 At each phase's end (after any best-validation restore, i.e. at the weights the next stage starts
 from, which is what the reference's saved parameters hold), on one shuffled batch of `samples`
-(1000) training images of the tasks seen so far, read without augmentation:
+(1000) training images read without augmentation, from (`data`) either the tasks seen so far
+("seen", the reference's option b) or the classes the next task adds ("next", option a: on
+incremental CIFAR-100, the next stage's 5 new classes; NaN rows after the last phase). The
+reference also measures the untrained network (epoch 0); observers have no run-start hook, so the
+first row here is the end of the first stage.
 
 * `plasticity_dormant` (one value per unit layer of `model.features()`): the fraction of the
   layer's units that are dormant. A unit's activity is the fraction of its activations that are
@@ -25,7 +29,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import torch
 from torch import Tensor
@@ -46,6 +50,7 @@ class PlasticityOptions:
     samples: int = opt(1000, "training images in the one shuffled batch the metrics are computed on")
     threshold: float = opt(0.01, "a unit is dormant when the fraction of its non-zero activations is below this")
     rank_fraction: float = opt(0.99, "stable rank: singular values needed to reach this fraction of their sum")
+    data: Literal["seen", "next"] = opt("seen", "'seen' = training images of the tasks trained so far; 'next' = of the classes the next task adds (all of its images without ragged heads; NaN after the last task)")
 
     def __post_init__(self) -> None:
         if self.samples < 2:
@@ -110,31 +115,54 @@ class Plasticity(Observer):
                        description="dormant-unit proportion of each unit layer (§10.4)"),
         ]
 
-    def batch(self, phase: int) -> tuple[Tensor, Tensor | None]:
-        """A shuffled batch of unaugmented training images, uniform over the seen tasks' union."""
+    def pool(self, phase: int) -> list[tuple[int, Tensor]]:
+        """(task, candidate training indices) the batch is drawn from; empty when there are none."""
+        tasks, dev = self.ctx.benchmark.tasks, self.ctx.device
+        if self.opts.data == "seen":
+            seen = self.ctx.seen_tasks(phase)
+            if self.ctx.benchmark.cumulative:  # the last seen task already holds every earlier one's images
+                seen = seen[-1:]
+            return [(t, torch.arange(tasks[t].size("train"), device=dev)) for t in seen]
+        nxt = phase + 1
+        if nxt >= len(tasks):
+            return []
+        idx = torch.arange(tasks[nxt].size("train"), device=dev)
+        sizes = self.ctx.benchmark.head_sizes
+        if sizes is not None:  # incremental heads: keep the classes the next task adds (labels past this head)
+            labels = torch.cat([tasks[nxt].get("train", chunk).y for chunk in torch.split(idx, 4096)])
+            idx = idx[labels >= sizes[phase]]
+        return [(nxt, idx)]
+
+    def batch(self, phase: int) -> tuple[Tensor, Tensor | None] | None:
+        """A shuffled batch of unaugmented training images, uniform over the pool; None if it is empty."""
         tasks = self.ctx.benchmark.tasks
-        seen = self.ctx.seen_tasks(phase)
-        sizes = [tasks[t].size("train") for t in seen]
-        total = sum(sizes)
+        pool = self.pool(phase)
+        total = sum(int(i.numel()) for _, i in pool)
+        if total == 0:
+            return None
         pick = torch.randperm(total, generator=self.gen)[: min(self.opts.samples, total)]
         xs, lens = [], []
         offset = 0
-        for t, n in zip(seen, sizes):
+        for t, cand in pool:
+            n = int(cand.numel())
             mine = pick[(pick >= offset) & (pick < offset + n)] - offset
             offset += n
             if mine.numel():
-                b = tasks[t].get("train", mine.to(self.ctx.device))
+                b = tasks[t].get("train", cand[mine.to(cand.device)])
                 xs.append(b.x)
                 lens.append(b.lengths)
         x = torch.cat(xs)
         lengths = None if any(v is None for v in lens) else torch.cat([v for v in lens if v is not None])
-        # The task grouping above ordered the batch by task; shuffle it (BN sees the same batch either way).
+        # The grouping above ordered the batch by task; shuffle it (BN sees the same batch either way).
         order = torch.randperm(x.shape[0], generator=self.gen).to(self.ctx.device)
         return x[order], None if lengths is None else lengths[order]
 
     def on_phase_end(self, step: int, phase: int) -> dict[str, Any]:
         model: Any = self.ctx.model
-        x, lengths = self.batch(phase)
+        got = self.batch(phase)
+        if got is None:  # 'next' after the last task
+            return {"plasticity": [math.nan] * 4, "plasticity_dormant": [math.nan] * len(self.layers)}
+        x, lengths = got
         buffers = {k: v.clone() for k, v in model.named_buffers()}
         model.train()  # the reference's gotcha: batch statistics in BatchNorm
         try:

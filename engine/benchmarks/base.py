@@ -63,6 +63,9 @@ class Benchmark:
     own_val: bool = False
     """The tasks bring their own "val" split (e.g. incremental CIFAR-100's first 50 images per class):
     a nonzero training.val_fraction / val_per_task then only turns validation on (engine/data/split.py)."""
+    cumulative: bool = False
+    """Task t's data holds every earlier task's (incremental CIFAR-100: stage k = all classes so far), so
+    the data seen up to task t is task t's alone (analyses must not pool tasks and count images twice)."""
     augment: Callable[[Tensor, torch.Generator], Tensor] | None = None
     """Training-batch augmentation (inputs, the run's "augment" stream) → inputs, applied by the loop to
     the batches it trains on only (never to evaluation, validation, or what methods/analyses read)."""

@@ -125,4 +125,4 @@ def build_incremental_cifar100(opts: IncrementalCifar100Options, device: torch.d
     info = {"class_order": order.tolist(), "classes_per_stage": opts.classes_per_stage,
             "class_names": [a.class_names[c] for c in order.tolist()]}
     return Benchmark(tasks, cols, InputSpec((3, 32, 32), 100), f"CIFAR-100 python archive in {data_dir}", info,
-                     head_sizes=sizes, own_val=True, augment=augment_cifar if opts.augment else None)
+                     head_sizes=sizes, own_val=True, cumulative=True, augment=augment_cifar if opts.augment else None)
