@@ -53,7 +53,7 @@ class ExportFormat(str, Enum):
 
 
 RunsDir = Annotated[Path | None, typer.Option("--runs-dir", help="where runs are stored (default: $CLTUI_RUNS_DIR, else ./runs)")]
-DataDir = Annotated[Path | None, typer.Option("--data-dir", help="data root holding MNIST/raw (default: $CLTUI_DATA_DIR, else a per-user cache)")]
+DataDir = Annotated[Path | None, typer.Option("--data-dir", help="data root holding MNIST/raw and/or cifar-100-python.tar.gz (default: $CLTUI_DATA_DIR, else a per-user cache)")]
 
 
 def runs_root(runs_dir: Path | None) -> Path:

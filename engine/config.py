@@ -53,6 +53,7 @@ class TrainingConfig:
     val_per_task: int = opt(0, "hold out this many samples of each task's training set for validation; 0 = use val_fraction")
     early_stop_patience: int = opt(0, "stop rule: end a phase after this many epochs without a better validation accuracy; 0 = off (needs validation)")
     restore_best: bool = opt(False, "at a phase's end, restore the weights of its best validation accuracy (needs validation)")
+    test_every_epoch: bool = opt(False, "also measure the test accuracy (%) of the phase's tasks at each epoch end (series epoch_test_acc)")
     batch_size: int = opt(128, f"training batch size (1 to {MAX_BATCH:,})")
     optimizer: Literal["adam", "adamw", "sgd", "rmsprop"] = opt("adam", "optimizer: adam, adamw (decoupled weight decay), sgd, rmsprop")
     lr: float = opt(1e-3, "base learning rate (> 0)")

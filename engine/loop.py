@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -127,10 +128,17 @@ class Trainer:
         """One group per task present in the batch; a mixed batch draws each slot's task uniformly."""
         if len(tasks) == 1:
             t = tasks[0]
-            return [(t, self.bench.tasks[t].get("train", self.samplers[t].next(size)))]
-        slots = torch.randint(len(tasks), (size,), generator=self.mix_gen)
-        counts = torch.bincount(slots, minlength=len(tasks)).tolist()
-        return [(t, self.bench.tasks[t].get("train", self.samplers[t].next(c))) for t, c in zip(tasks, counts) if c]
+            groups = [(t, self.bench.tasks[t].get("train", self.samplers[t].next(size)))]
+        else:
+            slots = torch.randint(len(tasks), (size,), generator=self.mix_gen)
+            counts = torch.bincount(slots, minlength=len(tasks)).tolist()
+            groups = [(t, self.bench.tasks[t].get("train", self.samplers[t].next(c)))
+                      for t, c in zip(tasks, counts) if c]
+        aug = self.bench.augment
+        if aug is None:
+            return groups
+        # Augmentation of trained batches only, from the run's "augment" stream (in the checkpoint).
+        return [(t, replace(b, x=aug(b.x, self.streams.get("augment")))) for t, b in groups]
 
     def evaluate(self, task: int, idx: Tensor | None = None, split: str = "test") -> float:
         """Accuracy (%) of task `task` on a split (test, or val when held out), or the given indices of it, on its own head."""
@@ -246,6 +254,9 @@ class Trainer:
             tasks, steps = plan.tasks, plan.steps
             if not self.phase_started:
                 self.emit(ev.PhaseStarted(phase, tasks, steps, self.global_step))
+                # The previous phase's optimizer (None before the first), also right after a resume, so
+                # a method may act on it before it is reused (retrained clears its momentum).
+                self.method.optimizer = self.optimizer
                 self.method.before_phase(phase, tasks)
                 if self.optimizer is None or tr.reset_optimizer:
                     self.optimizer = self.make_optimizer()
@@ -310,6 +321,9 @@ class Trainer:
                                         ("val_acc", self.tracker.last_val)):
                         if value is not None:
                             self.emit(ev.SeriesPoint(name, self.global_step, value))
+                    if epoch_end and tr.test_every_epoch:  # test accuracy over the active classes
+                        test_acc = sum(self.evaluate(t) for t in tasks) / len(tasks)
+                        self.emit(ev.SeriesPoint("epoch_test_acc", self.global_step, test_acc))
                 # 5. bookkeeping: observers, scalars, curves, step checkpoints. Observer time is moved
                 #    out of the phase's training time and the logged rate.
                 dt = self.observers.on_step(self.global_step, phase, tasks)

@@ -53,6 +53,9 @@ def phase_series(tr: TrainingConfig) -> list[SeriesSpec]:
     if tr.val_fraction > 0 or tr.val_per_task > 0:
         out.insert(1, SeriesSpec("val_acc", cadence="epoch", description=(
             "mean held-out validation accuracy (%) of the phase's tasks, at each epoch end and the phase's last step")))
+    if tr.test_every_epoch:
+        out.append(SeriesSpec("epoch_test_acc", cadence="epoch", description=(
+            "test accuracy (%) over the phase's tasks (their active classes), at each epoch end")))
     return out
 
 

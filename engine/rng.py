@@ -56,7 +56,8 @@ class Streams:
     Owned by the Trainer (one object per run, shared with the method through MethodContext) and
     saved whole in the checkpoint. Names in use: "sampler/<task index>" (batch order), "mix" (task of
     each slot of a mixed batch), "split/val" (the validation hold-out), "fisher" (EWC's sample),
-    "coresets/select" and "coresets/replay", "hnet/reg_subset"; analyses use "analysis/<name>".
+    "coresets/select" and "coresets/replay", "hnet/reg_subset", "augment" (training-batch augmentation),
+    "cbp" (continual backprop's new weights); analyses use "analysis/<name>".
     The global RNGs stay for what a reference fixes (model init, masks) and for dropout ("training").
     """
 

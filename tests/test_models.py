@@ -34,14 +34,22 @@ def _lstm() -> CLModel:
     return build_model("lstm", LstmOptions(hidden=6), InputSpec((9, 4), 5, sequential=True))
 
 
+def _resnet18() -> CLModel:
+    from engine.models.resnet18 import Resnet18Options
+
+    return build_model("resnet18", Resnet18Options(width=2), InputSpec((3, 8, 8), 5))
+
+
 def _inputs(kind: str, batch: int = 6) -> tuple[Tensor, Tensor | None]:
     g = torch.Generator().manual_seed(1)
     if kind == "lstm":  # sequences of varied lengths
         return torch.randn(batch, 9, 4, generator=g), torch.randint(1, 10, (batch,), generator=g)
+    if kind == "resnet18":  # images; conv unit layers report [B, C, H, W]
+        return torch.randn(batch, 3, 8, 8, generator=g), None
     return torch.rand(batch, 3, 4, generator=g), None
 
 
-MODEL_BUILDERS = {"mlp": _mlp, "lstm": _lstm}
+MODEL_BUILDERS = {"mlp": _mlp, "lstm": _lstm, "resnet18": _resnet18}
 
 
 def test_every_registered_model_is_covered_here() -> None:
@@ -57,7 +65,7 @@ def test_features_are_named_unit_activations_that_forward_reads_out(kind: str) -
     feats = model.features(x, lengths)
     assert list(feats) == list(model.unit_layers)
     for name, units in model.unit_layers.items():
-        assert feats[name].shape == (x.shape[0], units)
+        assert feats[name].shape[:2] == (x.shape[0], units)  # conv layers: [B, C, H, W]
     last = list(feats)[-1]
     readout = model.get_submodule(model.readout)
     assert isinstance(readout, nn.Linear) and readout.out_features == model.n_outputs

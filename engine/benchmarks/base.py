@@ -10,7 +10,7 @@ task; class-incremental: all classes). Labels are indices into the task's head.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -57,6 +57,23 @@ class Benchmark:
     source: str
     """Which data this run used (stored in the run record)."""
     info: dict[str, Any]
+    head_sizes: list[int] | None = None
+    """Ragged heads: task t's head is the first head_sizes[t] entries of head_columns[t] (the rest is
+    padding). None = every row is a whole head. Read heads through `head(t)`."""
+    own_val: bool = False
+    """The tasks bring their own "val" split (e.g. incremental CIFAR-100's first 50 images per class):
+    a nonzero training.val_fraction / val_per_task then only turns validation on (engine/data/split.py)."""
+    cumulative: bool = False
+    """Task t's data holds every earlier task's (incremental CIFAR-100: stage k = all classes so far), so
+    the data seen up to task t is task t's alone (analyses must not pool tasks and count images twice)."""
+    augment: Callable[[Tensor, torch.Generator], Tensor] | None = None
+    """Training-batch augmentation (inputs, the run's "augment" stream) → inputs, applied by the loop to
+    the batches it trains on only (never to evaluation, validation, or what methods/analyses read)."""
+
+    def head(self, task: int) -> Tensor:
+        """Output units of task `task`'s head, in label order."""
+        cols = self.head_columns[task]
+        return cols if self.head_sizes is None else cols[: self.head_sizes[task]]
 
     @property
     def num_tasks(self) -> int:

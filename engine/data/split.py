@@ -50,8 +50,9 @@ class HeldOutTask:
 
 def hold_out_validation(bench: Benchmark, fraction: float, per_task: int, gen: torch.Generator,
                         device: torch.device) -> Benchmark:
-    """`bench` with every task split into train/val; the same benchmark when neither option is set."""
-    if fraction <= 0 and per_task <= 0:
+    """`bench` with every task split into train/val; the same benchmark when neither option is set
+    or when its tasks bring their own "val" split (`Benchmark.own_val`)."""
+    if (fraction <= 0 and per_task <= 0) or bench.own_val:
         return bench
     tasks: list[Task] = []
     for task in bench.tasks:

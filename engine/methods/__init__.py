@@ -5,4 +5,5 @@ A new method is one file here (options dataclass + `@METHODS.register(...)` clas
 this tuple.
 """
 
-MODULES = ("finetune", "multitask", "scratch", "ewc", "si", "masking", "masking_si", "coresets", "hnet", "ogd")
+MODULES = ("finetune", "multitask", "scratch", "ewc", "si", "masking", "masking_si", "coresets", "hnet", "ogd",
+           "cbp", "shrink_perturb", "head_reset", "retrained")

@@ -86,7 +86,7 @@ class Method:
 
     def head_logits(self, x: Tensor, lengths: Tensor | None, task: int) -> Tensor:
         """Logits of task `task`'s head only: the softmax runs over these."""
-        return self.forward(x, lengths, task).index_select(1, self.ctx.benchmark.head_columns[task])
+        return self.forward(x, lengths, task).index_select(1, self.ctx.benchmark.head(task))
 
     # -- hooks --------------------------------------------------------------------------------
     def before_phase(self, phase: int, tasks: list[int]) -> None:

@@ -77,7 +77,7 @@ class Ewc(Method):
             logits = self.model(x, lengths)
         else:
             logits = functional_call(self.model, weights, (x, lengths))
-        return logits.index_select(1, self.ctx.benchmark.head_columns[task])
+        return logits.index_select(1, self.ctx.benchmark.head(task))
 
     def _sq_grads_loop(self, task: int, idx: Tensor) -> list[Tensor]:
         """Σ_n (∇ℓ_n)² by one batch-1 forward/backward per sample (the reference's way)."""

@@ -23,6 +23,8 @@ it. Methods never depend on a concrete model, only on this (`CLModel`):
 * `readout: str` — the name of the read-out `nn.Linear`; its rows are output units, so a method
   can tell which entries belong to which head (HNET's regulariser leaves other heads' rows out).
 * `reset_parameters()` — a fresh initialisation from the global torch RNG (from-scratch).
+* `unit_wiring()` (optional) — per unit layer, the modules that make, normalise and read its units
+  (continual backprop re-initialises units through it). Conv models report [B, C, H, W] features.
 
 External weights (a hypernetwork's output, EWC's per-sample gradients under vmap) go through
 `torch.func.functional_call(model, {name: tensor}, (x, lengths))`; `params_from_flat` cuts one flat
@@ -38,11 +40,13 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from torch import Tensor, nn
 
 from engine.benchmarks.base import InputSpec
+from engine.errors import ConfigError
 from engine.registry import MODELS
 
 
@@ -84,6 +88,10 @@ class CLModel(nn.Module):
     def reset_parameters(self) -> None:
         raise NotImplementedError
 
+    def unit_wiring(self) -> list[UnitWiring]:
+        """Each unit layer's incoming, norm and outgoing modules (optional; see UnitWiring)."""
+        raise ConfigError(f"model {type(self).__name__} does not describe its unit wiring, which this method needs")
+
     def num_params(self) -> int:
         return sum(p.numel() for p in self.parameters())
 
@@ -101,6 +109,18 @@ class CLModel(nn.Module):
         finally:
             for layer in layers.values():
                 layer.gain = None
+
+
+@dataclass(frozen=True)
+class UnitWiring:
+    """How one unit layer is wired, for methods that re-initialise units (continual backprop):
+    `incoming` makes its units (a unit = an output row / channel), `norm` normalises them (or None),
+    `outgoing` reads them (a unit = an input column / channel)."""
+
+    name: str
+    incoming: nn.Module
+    norm: nn.Module | None
+    outgoing: nn.Module
 
 
 def params_from_flat(model: nn.Module, flat: Tensor) -> dict[str, Tensor]:

@@ -23,7 +23,7 @@ import torch
 from torch import Tensor, nn
 
 from engine.benchmarks.base import InputSpec
-from engine.models.base import CLModel, UnitGate, empty_linear, linear_init_
+from engine.models.base import CLModel, UnitGate, UnitWiring, empty_linear, linear_init_
 from engine.registry import MODELS
 from engine.schema import opt
 
@@ -107,3 +107,10 @@ class MLP(CLModel):
     def forward(self, x: Tensor, lengths: Tensor | None = None) -> Tensor:
         logits: Tensor = self.out(self._hidden(x)[1])
         return logits
+
+    def unit_wiring(self) -> list[UnitWiring]:
+        """h<i> is made by fc<i> (no norm layer) and read by fc<i+1>, the last by the read-out."""
+        layers = self._layers()
+        nxt: list[nn.Module] = [fc for _, fc, _ in layers[1:]]
+        nxt.append(self.out)
+        return [UnitWiring(name, fc, None, n) for (name, fc, _), n in zip(layers, nxt)]
