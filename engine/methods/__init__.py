@@ -5,4 +5,4 @@ A new method is one file here (options dataclass + `@METHODS.register(...)` clas
 this tuple.
 """
 
-MODULES = ("finetune", "multitask", "scratch", "ewc", "si", "masking", "masking_si", "coresets", "hnet")
+MODULES = ("finetune", "multitask", "scratch", "ewc", "si", "masking", "masking_si", "coresets", "hnet", "supsup")
