@@ -63,7 +63,7 @@ class TaskInference:
                               f"{bench.num_tasks} tasks")
         n_out = int(method.model.n_outputs)
         real = torch.zeros(n_out, dtype=torch.bool, device=device)
-        real[bench.head_columns.flatten().unique()] = True
+        real[bench.head_columns.flatten()] = True
         self.objective = entropy_objective if ev.task_inference == "h" else g_objective(real)
 
     def declare_series(self) -> list[SeriesSpec]:

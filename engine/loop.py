@@ -339,8 +339,8 @@ class Trainer:
             self.acc[phase] = [self.evaluate(t) for t in range(self.bench.num_tasks)]
             self.emit(ev.PhaseEvaluated(phase, self.acc[phase].tolist(), float(self.phase_seconds[phase])))
             if self.inference is not None and self.inference.due(self.seen_tasks(phase)):
-                for name, value in self.inference.run(self.seen_tasks(phase)).items():
-                    self.emit(ev.SeriesPoint(name, self.global_step, value))
+                for name, row in self.inference.run(self.seen_tasks(phase)).items():
+                    self.emit(ev.SeriesPoint(name, self.global_step, row))
             reason = STOP_REASONS.index(self.tracker.stop_reason or "length")
             self.emit(ev.SeriesPoint("phase_steps", self.global_step, self.step_in_phase))
             self.emit(ev.SeriesPoint("phase_stop", self.global_step, reason))

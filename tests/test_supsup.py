@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from engine import api
-from engine.benchmarks.base import Benchmark, InputSpec, heads
+from engine.benchmarks.base import Benchmark, InputSpec
 from engine.config import TrainingConfig
 from engine.errors import ConfigError
 from engine.inference import entropy_objective, g_objective
@@ -75,8 +75,8 @@ def test_straight_through_gradient_is_the_dense_gradient_times_the_weights(rule:
     x, y = torch.randn(16, 12, generator=torch.Generator().manual_seed(1)), torch.arange(16) % 9
     F.cross_entropy(model(x), y).backward()
     # The dense network by hand, with the chosen edges' weights as leaves.
-    eff = {n: (l.weight * binary_mask(l.scores.detach(), l.rule, l.keep)).requires_grad_(True)
-           for n, l in model.masked.items()}
+    eff = {n: (m.weight * binary_mask(m.scores.detach(), m.rule, m.keep)).requires_grad_(True)
+           for n, m in model.masked.items()}
     h = torch.relu(x @ eff["fc1"].T)
     h = torch.relu(h @ eff["fc2"].T)
     F.cross_entropy(h @ eff["out"].T, y).backward()

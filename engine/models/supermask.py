@@ -106,7 +106,9 @@ class MaskedLinear(nn.Linear):
 
     def mask(self) -> Tensor:
         """The binary mask of the current scores, differentiable straight-through."""
-        return StraightThrough.apply(self.scores, binary_mask(self.scores, self.rule, self.keep))
+        mask: Tensor = StraightThrough.apply(  # type: ignore[no-untyped-call]
+            self.scores, binary_mask(self.scores, self.rule, self.keep))
+        return mask
 
     def forward(self, x: Tensor) -> Tensor:
         m = self.mask_override
@@ -193,11 +195,11 @@ class SupermaskMLP(CLModel):
                               for layer in self.masked.values()])
 
     def split_flat(self, flat: Tensor) -> dict[str, Tensor]:
-        """A flat [..., E] tensor → {layer: [..., out, in]} (views), the inverse of `flat_mask`'s order."""
+        """A flat [..., E] tensor → {layer: [..., out, in]} (views of a 1-D one), the inverse of `flat_mask`'s order."""
         out, i = {}, 0
         for name, layer in self.masked.items():
             n = layer.weight.numel()
-            out[name] = flat[..., i : i + n].unflatten(-1, layer.weight.shape)
+            out[name] = flat[..., i : i + n].reshape(*flat.shape[:-1], *layer.weight.shape)
             i += n
         return out
 
