@@ -231,6 +231,21 @@ def test_inference_series_agree_with_the_given_task_accuracy(tmp_path: Path) -> 
             if inferred.values[row, t] == 100.0:
                 assert classified.values[row, t] == pytest.approx(res.acc[phase, t])
     assert np.nanmean(inferred.values[1]) > 60  # far above chance (1/3) after 60 steps per task
+    # What the views show: one row per point, means over the learned tasks, the given accuracy beside.
+    from engine.inference_view import inference_points
+
+    points = inference_points(rec)
+    assert [(p.learned, p.step) for p in points] == [(1, 60), (3, 180)]
+    assert points[1].task_acc == pytest.approx(np.mean(inferred.values[1]))
+    assert points[1].inferred_acc == pytest.approx(np.mean(classified.values[1]))
+    assert points[1].given_acc == pytest.approx(np.mean(res.acc[2])) and points[0].given_acc == res.acc[0, 0]
+    from rich.console import Console
+
+    from cltui.views import run_summary
+
+    console = Console(width=120, record=True)
+    console.print(run_summary(rec))
+    assert "task inference" in console.export_text()
     assert rec.environment["method_info"]["mask_bytes_per_task"] == math.ceil((784 * 24 + 24 * 20) / 8)
 
 
