@@ -249,6 +249,18 @@ def test_inference_series_agree_with_the_given_task_accuracy(tmp_path: Path) -> 
     assert rec.environment["method_info"]["mask_bytes_per_task"] == math.ceil((784 * 24 + 24 * 20) / 8)
 
 
+def test_task_inference_leaves_training_bit_identical(tmp_path: Path) -> None:
+    from engine.checkpoint import load_checkpoint
+    from tests.conftest import assert_same_state
+
+    given = api.run(_tiny("evaluation.task_inference=given"), tmp_path / "given")
+    inferred = api.run(_tiny("evaluation.task_inference=h"), tmp_path / "h")
+    assert np.array_equal(given.acc, inferred.acc)
+    a, b = load_checkpoint(given.run_dir), load_checkpoint(inferred.run_dir)
+    for key in ("model", "optimizer", "method", "streams", "rng"):
+        assert_same_state(a[key], b[key], key)
+
+
 @pytest.mark.parametrize("stop", [20, 27])  # 20 = just after the inference point at 1 task; 27 = mid-task
 def test_resume_is_exact_mid_task_and_across_an_inference_point(tmp_path: Path, stop: int) -> None:
     cfg = _tiny("evaluation.inference_at=[1, 2, 3]", "checkpoint.every_seconds=0")
