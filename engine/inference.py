@@ -53,7 +53,7 @@ def g_objective(real: Tensor) -> Callable[[Tensor], Tensor]:
 
 
 class TaskInference:
-    """The inference evaluation of one run (None-free: build it only when task_inference != "given")."""
+    """The inference evaluation of one run; the loop builds it only when task_inference != "given"."""
 
     def __init__(self, ev: EvaluationConfig, method: Method, bench: Benchmark, device: torch.device, seed: int) -> None:
         self.ev, self.method, self.bench, self.device, self.seed = ev, method, bench, device, seed
