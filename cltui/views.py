@@ -25,6 +25,7 @@ from engine.presentation import (
     phase_label,
     reference_of,
 )
+from engine.inference_view import inference_points
 from engine.store import RunRecord
 
 
@@ -85,8 +86,27 @@ def status_style(status: str) -> str:
             "diverged": "bold magenta"}.get(status, "")
 
 
+def inference_table(rec: RunRecord) -> Table | None:
+    """Task inference (evaluation.task_inference h/g) at each of its points, or None when the run has none."""
+    points = inference_points(rec)
+    if not points:
+        return None
+    t = Table(title="task inference · mean % over the tasks learned", title_justify="left", show_edge=False,
+              pad_edge=False)
+    for col in ("tasks", "step", "task inferred", "acc (inferred)", "acc (given)"):
+        t.add_column(col, justify="right")
+    for p in points:
+        t.add_row(str(p.learned), str(p.step), Text(fmt(p.task_acc, 1), style=acc_style(p.task_acc)),
+                  Text(fmt(p.inferred_acc, 1), style=acc_style(p.inferred_acc)),
+                  Text(fmt(p.given_acc, 1), style=acc_style(p.given_acc)))
+    return t
+
+
 def run_summary(rec: RunRecord) -> Group:
     parts: list[Any] = [header(rec), matrix_table(rec), Text(""), metrics_table(rec, metrics_of(rec))]
+    inference = inference_table(rec)
+    if inference is not None:
+        parts += [Text(""), inference]
     parts.extend(status_lines(rec))
     return Group(*parts)
 

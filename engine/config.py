@@ -136,11 +136,18 @@ class TrainingConfig:
 class EvaluationConfig:
     batch_size: int = opt(2000, f"evaluation batch size (1 to {MAX_BATCH:,})")
     initial: bool = opt(True, "test the untrained network on every task first (needed for forward transfer)")
+    task_inference: Literal["given", "h", "g"] = opt("given", "'given' = the true task is known at test time (the accuracy matrix); 'h' / 'g' = also infer it from the first example of each test batch, by SupSup's one-shot entropy (h) or superfluous-unit (g) objective (engine/inference.py; needs a method that can, e.g. supsup)")
+    inference_at: list[int] = opt([], "task inference runs when this many tasks have been learned, e.g. [10, 50, 250]; [] = after every task")
+    inference_batch_size: int = opt(128, f"task inference: test batch size; each batch's task is inferred from its first example (1 to {MAX_BATCH:,})")
 
     def __post_init__(self) -> None:
         if not 1 <= self.batch_size <= MAX_BATCH:
             raise ValueError(f"batch_size = {self.batch_size!r} must be 1 to {MAX_BATCH:,} (a task's test set "
                              "is never larger)")
+        if not 1 <= self.inference_batch_size <= MAX_BATCH:
+            raise ValueError(f"inference_batch_size = {self.inference_batch_size!r} must be 1 to {MAX_BATCH:,}")
+        if any(k < 1 for k in self.inference_at) or sorted(set(self.inference_at)) != list(self.inference_at):
+            raise ValueError(f"inference_at = {self.inference_at!r}: task counts >= 1, increasing, each once")
 
 
 @dataclass(frozen=True)
@@ -241,6 +248,10 @@ def _validate(raw: dict[str, Any]) -> RunConfig:
             raise SchemaError(old, f"{old} moved to {new} (the forgetting curves are an analysis now)")
     for key, cls in _PLAIN.items():
         updates[key] = build(cls, raw.get(key, {}), key)
+    inference = updates["evaluation"].task_inference
+    if inference != "given" and not getattr(METHODS.get(updates["method"].name).impl, "infers_task", False):
+        raise SchemaError("evaluation.task_inference", f"evaluation.task_inference = {inference!r}: method "
+                          f"{updates['method'].name!r} cannot infer the task; use 'given' or a method that can (supsup)")
     updates["analyses"] = _analyses(raw.get("analyses", {}))
     return replace(cfg, **updates)
 

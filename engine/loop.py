@@ -36,6 +36,7 @@ from engine.checkpoint import save_checkpoint
 from engine.config import RunConfig, config_to_dict
 from engine.data.sampler import EpochSampler
 from engine.divergence import DivergenceWatch
+from engine.inference import TaskInference
 from engine.methods.base import Method
 from engine.metrics import seen_accuracy, summary
 from engine.models.base import CLModel
@@ -91,6 +92,11 @@ class Trainer:
         self.series.add([*self.l1.declare_series(), SEEN_ACC], source="loop")
         self.series.add(method.declare_series(), source="method")
         self.series.add(self.observers.declarations())
+        # Evaluation with the task inferred (evaluation.task_inference, engine/inference.py), if asked.
+        self.inference = None if cfg.evaluation.task_inference == "given" else \
+            TaskInference(cfg.evaluation, method, bench, device, cfg.seed)
+        if self.inference is not None:
+            self.series.add(self.inference.declare_series(), source="loop")
         n_phases, n_tasks = len(self.plan), bench.num_tasks
         self.phase = 0
         self.step_in_phase = 0
@@ -364,6 +370,9 @@ class Trainer:
             self.method.after_phase(phase, tasks)
             self.acc[phase] = [self.evaluate(t) for t in range(self.bench.num_tasks)]
             self.emit(ev.PhaseEvaluated(phase, self.acc[phase].tolist(), float(self.phase_seconds[phase])))
+            if self.inference is not None and self.inference.due(self.seen_tasks(phase)):
+                for name, row in self.inference.run(self.seen_tasks(phase)).items():
+                    self.emit(ev.SeriesPoint(name, self.global_step, row))
             reason = STOP_REASONS.index(self.tracker.stop_reason or "length")
             self.emit(ev.SeriesPoint("phase_steps", self.global_step, self.step_in_phase))
             self.emit(ev.SeriesPoint("phase_stop", self.global_step, reason))

@@ -21,6 +21,7 @@ from engine.methods.hnet import Hnet, HnetOptions
 from engine.models.base import CLModel, UnitGate, build_model, params_from_flat
 from engine.models.lstm import LstmOptions
 from engine.models.mlp import MlpOptions
+from engine.models.supermask import SupermaskMlpOptions
 from engine.registry import MODELS
 
 torch.set_num_threads(1)
@@ -49,7 +50,11 @@ def _inputs(kind: str, batch: int = 6) -> tuple[Tensor, Tensor | None]:
     return torch.rand(batch, 3, 4, generator=g), None
 
 
-MODEL_BUILDERS = {"mlp": _mlp, "lstm": _lstm, "resnet18": _resnet18}
+def _supermask() -> CLModel:
+    return build_model("supermask_mlp", SupermaskMlpOptions(hidden=[12, 7], outputs=8), InputSpec((3, 4), 5))
+
+
+MODEL_BUILDERS = {"mlp": _mlp, "lstm": _lstm, "resnet18": _resnet18, "supermask_mlp": _supermask}
 
 
 def test_every_registered_model_is_covered_here() -> None:

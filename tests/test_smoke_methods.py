@@ -14,10 +14,13 @@ from tests.conftest import tiny
 
 load_all()
 
+MODEL_FOR = {"supsup": ("model.name=supermask_mlp",)}
+"""Methods that need a particular kind of model (supsup: fixed weights with per-task masks)."""
+
 
 @pytest.mark.parametrize("method", METHODS.names())
 def test_method_runs_on_split_mnist(tmp_path: Path, method: str) -> None:
-    res = api.run(tiny(method=method, steps=10), tmp_path)
+    res = api.run(tiny(*MODEL_FOR.get(method, ()), method=method, steps=10), tmp_path)
     assert res.status == "finished", res.error
     last = res.acc[-1]
     assert np.all((last >= 0) & (last <= 100))
@@ -28,10 +31,11 @@ def test_method_runs_on_split_mnist(tmp_path: Path, method: str) -> None:
 def test_method_state_round_trip(tmp_path: Path, method: str) -> None:
     import torch
 
-    trainer, _ = api.build_trainer(tiny(method=method, steps=5), tmp_path, lambda e: None)
+    cfg = tiny(*MODEL_FOR.get(method, ()), method=method, steps=5)
+    trainer, _ = api.build_trainer(cfg, tmp_path, lambda e: None)
     trainer.run()
     state = trainer.method.state_dict()
-    other, _ = api.build_trainer(tiny(method=method, steps=5), tmp_path, lambda e: None)
+    other, _ = api.build_trainer(cfg, tmp_path, lambda e: None)
     other.method.load_state_dict(state)
 
     def flat(d):  # noqa: ANN001

@@ -6,4 +6,4 @@ this tuple.
 """
 
 MODULES = ("finetune", "multitask", "scratch", "ewc", "si", "masking", "masking_si", "coresets", "hnet", "ogd",
-           "cbp", "shrink_perturb", "head_reset", "retrained")
+           "cbp", "shrink_perturb", "head_reset", "retrained", "supsup")

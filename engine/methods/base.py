@@ -3,7 +3,8 @@
 Per phase (one task per phase, except multitask):
     before_phase → [per step: lr = schedule × lr_factor(phase) → forward (via head_logits) →
     task loss (+ L1 activation term) backward → after_task_backward → penalty (backward) → clip,
-    optimizer step → after_step] → after_phase → evaluation → phase_diagnostics.
+    optimizer step → after_step] → after_phase → evaluation → phase_diagnostics →
+    [task inference, engine/inference.py].
 Everything a method needs to continue a run bit for bit goes in `state_dict`.
 
 A method is one module: its options dataclass (each field with `engine.schema.opt` help) right
@@ -18,6 +19,7 @@ A key nobody declared fails the run with a SeriesError naming it.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -109,6 +111,20 @@ class Method:
 
     def after_phase(self, phase: int, tasks: list[int]) -> None:
         pass
+
+    # -- task inference (evaluation.task_inference != "given") -------------------------------
+    infers_task: bool = False
+    """True when the method implements `infer_task`; config validation refuses inference for the others."""
+
+    def infer_task(self, x: Tensor, lengths: Tensor | None, learned: list[int],
+                   objective: Callable[[Tensor], Tensor]) -> Tensor:
+        """The task of each input row, inferred without labels: long [n] (any index < num_tasks).
+
+        Each row is inferred on its own (a row is the first example of one test batch); `learned`
+        are the tasks trained so far; `objective` maps all output units [n, O] to one value per row
+        [n] that is lower for the right task (engine/inference.py: entropy H or SupSup's G).
+        """
+        raise NotImplementedError(f"{type(self).__name__} cannot infer the task")
 
     # -- record -------------------------------------------------------------------------------
     def declare_series(self) -> list[SeriesSpec]:

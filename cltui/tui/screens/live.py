@@ -27,7 +27,7 @@ from textual.worker import get_current_worker
 
 from cltui.tui.screens.confirm import ConfirmScreen
 from cltui.tui.widgets import LossLine, NavBar, heat_table, progress_table, run_header
-from cltui.views import metrics_table
+from cltui.views import inference_table, metrics_table
 from engine.errors import RunStoreError
 from engine.presentation import divergence_text, error_summary, metrics_of, reference_of, resume_of
 from engine.store import RunRecord, read_run
@@ -261,13 +261,18 @@ class LiveScreen(Screen[None]):
                 self._plot().show(rec)
             elif self._plot_timer is None:
                 self._plot_timer = self.set_timer(wait, self._plot_pending)
-        matrix_key = (rec.run_dir, rec.acc.tobytes(), rec.status, rec.live_status, rec.error)
+        inferred = rec.series.get("inferred_task_acc")  # task inference rows come just after the matrix's
+        matrix_key = (rec.run_dir, rec.acc.tobytes(), rec.status, rec.live_status, rec.error,
+                      0 if inferred is None else inferred.steps.size)
         if matrix_key == self._matrix_key:
             return
         self._matrix_key = matrix_key
         self.query_one("#live-matrix", Static).update(heat_table(rec))
         ref = reference_of(rec)
         parts = [Text(""), metrics_table(rec, metrics_of(rec))]
+        inference = inference_table(rec)
+        if inference is not None:
+            parts += [Text(""), inference]
         if ref.get("source"):
             parts.append(Text(f"reference: {ref['source']}", style="dim"))
         if ref.get("notes"):
