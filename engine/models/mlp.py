@@ -109,8 +109,8 @@ class MLP(CLModel):
         return logits
 
     def unit_wiring(self) -> list[UnitWiring]:
-        """h<i> is made by fc<i> (no norm layer) and read by fc<i+1>, the last by the read-out."""
+        """h<i> is made by fc<i> (normalised by bn<i> when present) and read by fc<i+1>, the last by the read-out."""
         layers = self._layers()
-        nxt: list[nn.Module] = [fc for _, fc, _ in layers[1:]]
+        nxt: list[nn.Module] = [fc for _, fc, _, _, _ in layers[1:]]
         nxt.append(self.out)
-        return [UnitWiring(name, fc, None, n) for (name, fc, _), n in zip(layers, nxt)]
+        return [UnitWiring(name, fc, bn, n) for (name, fc, bn, _, _), n in zip(layers, nxt)]
