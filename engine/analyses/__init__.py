@@ -7,4 +7,4 @@ Importing this package is cheap and torch-free.
 
 from __future__ import annotations
 
-MODULES = ("curves",)
+MODULES = ("curves", "probes", "latent")

@@ -57,6 +57,10 @@ class Benchmark:
     source: str
     """Which data this run used (stored in the run record)."""
     info: dict[str, Any]
+    class_map: Tensor | None = None
+    """Long, shaped like `head_columns`: `class_map[t, y]` is the global class (0..C-1, C = max + 1)
+    of label y of task t, e.g. the digit of a Split-MNIST pair in every scenario; probes and latent
+    maps need it. None: the tasks share no class identity (those analyses refuse to run)."""
 
     @property
     def num_tasks(self) -> int:

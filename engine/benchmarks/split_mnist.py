@@ -40,9 +40,10 @@ def build_split_mnist(opts: SplitMnistOptions, device: torch.device, data_dir: P
         "test": torch.from_numpy(m.x_test.reshape(len(m.x_test), -1).copy()).to(device),
     }
     labels_np = {"train": m.y_train, "test": m.y_test}
-    tasks = []
+    tasks, pairs = [], []
     for t in range(opts.num_tasks):
         a, b = 2 * t, 2 * t + 1
+        pairs.append([a, b])
         index, labels = {}, {}
         for split, y in labels_np.items():
             ids = np.flatnonzero((y == a) | (y == b))
@@ -54,4 +55,6 @@ def build_split_mnist(opts: SplitMnistOptions, device: torch.device, data_dir: P
             labels[split] = torch.from_numpy(lab.astype(np.int64)).to(device)
         tasks.append(ImageTask(f"{a}/{b}", images, index, labels))
     cols, n_out = heads(opts.scenario, opts.num_tasks, 2, 10, device)
-    return Benchmark(tasks, cols, InputSpec((784,), n_out), source, {"scenario": opts.scenario})
+    # Global class (the digit) of each task's labels: class-IL labels are the digits already.
+    class_map = cols.clone() if opts.scenario == "class" else torch.tensor(pairs, device=device)
+    return Benchmark(tasks, cols, InputSpec((784,), n_out), source, {"scenario": opts.scenario}, class_map)
