@@ -5,7 +5,7 @@ image's *global* class (`Benchmark.class_map`: the digit of a Split-MNIST pair i
 `ClassLabels` reads every task's labels once and builds pools by task and class; `fixed_subset`
 cuts a pool to n images by a permutation that depends only on the pool's size and a salt (never on
 the run seed or a random stream: the same images for every seed and every phase, nothing to save in
-a checkpoint). `layer_features` runs the model's `features()` in eval mode over a pool, in chunks.
+a checkpoint). `pooled_features` runs the model's `features()` in eval mode over pools of images, in chunks.
 
 These read the model's own features, as `CLModel.features` defines them: a method's masks or
 generated weights (masking, HNET) are not applied. Imports torch; never textual/typer/rich.
@@ -14,12 +14,14 @@ generated weights (masking, HNET) are not applied. Imports torch; never textual/
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import cast
 
 import torch
 from torch import Tensor
 
 from engine.analyses.base import ObserverContext, read_only
 from engine.errors import ConfigError
+from engine.models.base import CLModel
 
 
 @dataclass(frozen=True)
@@ -45,7 +47,7 @@ def model_layers(ctx: ObserverContext) -> dict[str, int]:
     b = ctx.benchmark.tasks[0].get("test", torch.zeros(1, dtype=torch.long, device=ctx.device))
     with read_only(ctx.model):
         ctx.model.eval()
-        feats = ctx.model.features(b.x, b.lengths)
+        feats = cast(CLModel, ctx.model).features(b.x, b.lengths)
     return {name: int(f.reshape(f.shape[0], -1).shape[1]) for name, f in feats.items()}
 
 
@@ -71,13 +73,13 @@ class ClassLabels:
         for split in splits:
             per_task = []
             for t, task in enumerate(bench.tasks):
-                ys = [task.get(split, idx).y for idx in torch.arange(task.size(split), device=ctx.device).split(chunk)]
+                ys = [task.get(split, idx).y for idx in torch.split(torch.arange(task.size(split), device=ctx.device), chunk)]
                 y = torch.cat(ys) if ys else torch.zeros(0, dtype=torch.long, device=ctx.device)
                 per_task.append(cmap[t][y])
             self.labels[split] = per_task
         # Classes of each task (its training labels), to tell seen from unseen classes.
         first = splits[0]
-        self.task_classes = [sorted(set(y.unique().tolist())) for y in self.labels[first]]
+        self.task_classes = [sorted(set(y.tolist())) for y in self.labels[first]]
 
     def classes_of(self, tasks: list[int]) -> list[int]:
         return sorted({c for t in tasks for c in self.task_classes[t]})
@@ -111,37 +113,35 @@ def fixed_subset(pool: Pool, n: int, salt: int) -> Pool:
 
 def layer_features(ctx: ObserverContext, split: str, task: Tensor, index: Tensor,
                    layers: list[str]) -> dict[str, Tensor]:
-    """{layer: [n, units] float64} of the model's features of images (task[i], index[i]) of `split`,
-    in eval mode, in chunks of the evaluation batch size; `task` must be in task order (a pool's is).
-    The caller's `read_only` block restores the model's mode."""
+    """{layer: [n, units]} of the model's features (its own dtype) of images (task[i], index[i]) of
+    `split`, in eval mode, in chunks of the evaluation batch size; `task` must be in task order (a
+    pool's is). The caller's `read_only` block restores the model's mode."""
     ctx.model.eval()
     out: dict[str, list[Tensor]] = {name: [] for name in layers}
     bench = ctx.benchmark
     # Pools are in task order (one task's rows contiguous), so the chunks come out in pool order.
-    for t in task.unique_consecutive().tolist():
+    for t in dict.fromkeys(task.tolist()):  # distinct, in order of appearance
         idx = index[task == t]
-        for chunk in idx.split(ctx.eval_batch_size):
+        for chunk in torch.split(idx, ctx.eval_batch_size):
             b = bench.tasks[t].get(split, chunk)
-            feats = ctx.model.features(b.x, b.lengths)
+            feats = cast(CLModel, ctx.model).features(b.x, b.lengths)
             for name in layers:
                 f = feats[name]
-                out[name].append(f.reshape(f.shape[0], -1).to(torch.float64))
-    return {name: torch.cat(parts) if parts else torch.zeros(0, 0, dtype=torch.float64, device=ctx.device)
-            for name, parts in out.items()}
+                out[name].append(f.reshape(f.shape[0], -1))
+    return {name: torch.cat(parts) if parts else torch.zeros(0, 0, device=ctx.device) for name, parts in out.items()}
 
 
-def pooled_features(ctx: ObserverContext, split: str, pools: list[Pool], layers: list[str]) -> list[dict[str, Tensor]]:
-    """`layer_features` of each pool, computing every image that several pools share only once."""
+def pooled_features(ctx: ObserverContext, split: str, pools: list[Pool],
+                    layers: list[str]) -> tuple[dict[str, Tensor], list[Tensor]]:
+    """Features of the union of `pools` (each image once, however many pools share it) and, per pool,
+    the rows of that union its images are at: pool i's features are `feats[layer][rows[i]]`, gathered
+    only when needed (one 60k × 400 float32 layer of MNIST is ~100 MB)."""
     if not any(len(p) for p in pools):
-        return [{name: torch.zeros(0, 0, dtype=torch.float64, device=ctx.device) for name in layers} for _ in pools]
+        empty = torch.zeros(0, dtype=torch.long, device=ctx.device)
+        return {name: torch.zeros(0, 0, device=ctx.device) for name in layers}, [empty for _ in pools]
     width = 1 + max(int(p.index.max()) for p in pools if len(p))
     keys = torch.cat([p.task * width + p.index for p in pools])
     # Sorted unique keys are in task order, as layer_features needs; `inverse` maps each pool row back.
     uniq, inverse = torch.unique(keys, sorted=True, return_inverse=True)
     feats = layer_features(ctx, split, uniq // width, uniq % width, layers)
-    out, start = [], 0
-    for p in pools:
-        rows = inverse[start : start + len(p)]
-        out.append({name: f[rows] for name, f in feats.items()})
-        start += len(p)
-    return out
+    return feats, list(inverse.split([len(p) for p in pools]))

@@ -65,9 +65,11 @@ def pca_2d(x: Tensor) -> Tensor:
     xc = x - x.mean(0)
     cov = xc.T @ xc / max(1, x.shape[0] - 1)
     values, vectors = torch.linalg.eigh(cov)  # ascending
+    # Variance below the usual rank tolerance is rounding noise, not a direction of the cloud.
+    tol = float(values[-1].clamp(min=0)) * x.shape[1] * torch.finfo(torch.float64).eps if x.shape[1] else 0.0
     out = torch.zeros(x.shape[0], 2, dtype=torch.float64, device=x.device)
     for k in range(min(2, x.shape[1])):
-        if values[-1 - k] <= 0:
+        if values[-1 - k] <= tol:
             break
         v = vectors[:, -1 - k]
         lead = int(v.abs().argmax())  # the first of equally large loadings
@@ -108,8 +110,8 @@ class Latent(Observer):
         ]
 
     def on_phase_end(self, step: int, phase: int) -> dict[str, Any]:
-        (feats,) = pooled_features(self.ctx, "test", [self.pool], [self.layer])
-        x = feats[self.layer]
+        feats, (rows,) = pooled_features(self.ctx, "test", [self.pool], [self.layer])
+        x = feats[self.layer][rows]
         xy = pca_2d(x) if self.opts.method == "pca" else tsne_2d(x, self.opts.perplexity)
         return {f"latent_{series_layer(self.layer)}": xy.cpu().numpy(),
                 "latent_labels": self.pool.label.cpu().numpy()}

@@ -82,29 +82,29 @@ def standardiser(x: Tensor) -> tuple[Tensor, Tensor]:
     return mean, torch.where(std > 0, std, torch.ones_like(std))
 
 
-def fit_softmax(x: Tensor, y: Tensor, k: int, l2: float, max_iter: int, tolerance: float) -> Tensor:
-    """Weights [d + 1, k] (last row: the bias) of multinomial logistic regression of labels `y`
-    (0..k-1) on features `x` [n, d], by full-batch L-BFGS from zero (see the module doc)."""
+def fit_softmax(x: Tensor, y: Tensor, k: int, l2: float, max_iter: int, tolerance: float) -> tuple[Tensor, Tensor]:
+    """(W [d, k], b [k]) of multinomial logistic regression of labels `y` (0..k-1) on features `x`
+    [n, d], by full-batch L-BFGS from zero (see the module doc); `x`'s dtype is the solver's."""
     n, d = x.shape
-    x1 = torch.cat([x, torch.ones(n, 1, dtype=x.dtype, device=x.device)], 1)
     onehot = F.one_hot(y, k).to(x.dtype)
-    w = torch.zeros(d + 1, k, dtype=x.dtype, device=x.device, requires_grad=True)
-    lbfgs = torch.optim.LBFGS([w], lr=1.0, max_iter=max_iter, tolerance_grad=tolerance,
+    w = torch.zeros(d, k, dtype=x.dtype, device=x.device, requires_grad=True)
+    b = torch.zeros(k, dtype=x.dtype, device=x.device, requires_grad=True)
+    lbfgs = torch.optim.LBFGS([w, b], lr=1.0, max_iter=max_iter, tolerance_grad=tolerance,
                               tolerance_change=0.0, history_size=10, line_search_fn="strong_wolfe")
 
     def closure() -> float:
-        # The gradient in closed form, X1ᵀ(softmax − onehot)/n + l2·W: no autograd graph per iteration.
+        # The gradient in closed form, Xᵀ(softmax − onehot)/n + l2·W: no autograd graph per evaluation.
         with torch.no_grad():
-            logits = x1 @ w
+            logits = torch.addmm(b, x, w)
             lse = torch.logsumexp(logits, 1)
-            loss = (lse - logits.gather(1, y[:, None]).squeeze(1)).mean() + 0.5 * l2 * w[:-1].square().sum()
-            grad = x1.T @ (torch.exp(logits - lse[:, None]) - onehot) / n
-            grad[:-1] += l2 * w[:-1]
-            w.grad = grad
+            loss = (lse - logits.gather(1, y[:, None]).squeeze(1)).mean() + 0.5 * l2 * w.square().sum()
+            err = torch.exp(logits.sub_(lse[:, None])).sub_(onehot).div_(n)
+            w.grad = torch.addmm(w, x.T, err, beta=l2)
+            b.grad = err.sum(0)
         return float(loss)
 
-    lbfgs.step(closure)
-    return w.detach()
+    lbfgs.step(closure)  # type: ignore[no-untyped-call]
+    return w.detach(), b.detach()
 
 
 @dataclass(frozen=True)
@@ -117,8 +117,8 @@ class ProbeScore:
 
 def probe_score(x_train: Tensor, y_train: Tensor, x_test: Tensor, y_test: Tensor, num_classes: int,
                 l2: float, max_iter: int, tolerance: float) -> ProbeScore:
-    """Fit a probe over the classes present in (y_train, y_test) (global labels 0..num_classes-1) and
-    score it on the test rows. No training rows, or a single class: nothing to fit; the probe then
+    """Fit a probe over the classes present in (y_train, y_test) (global labels 0..num_classes-1) on
+    features `x_train` [n, d] (any float dtype; the fit runs in float64) and score it on the test rows. No training rows, or a single class: nothing to fit; the probe then
     predicts the only class it knows (the accuracy a constant read-out gets)."""
     nan = math.nan
     if y_test.numel() == 0:
@@ -131,10 +131,13 @@ def probe_score(x_train: Tensor, y_train: Tensor, x_test: Tensor, y_test: Tensor
         only = int(train_classes[0]) if train_classes.numel() else int(classes[0])
         pred = torch.full_like(y_test, only)
     else:
-        mean, scale = standardiser(x_train)
-        w = fit_softmax((x_train - mean) / scale, local[y_train], int(classes.numel()), l2, max_iter, tolerance)
-        z = (x_test - mean) / scale
-        pred = classes[(z @ w[:-1] + w[-1]).argmax(1)]
+        # float64 throughout the fit (features come in float32): z = (x - mean) / scale, in place.
+        z = x_train.to(torch.float64, copy=True)
+        mean, scale = standardiser(z)
+        w, b = fit_softmax(z.sub_(mean).div_(scale), local[y_train], int(classes.numel()), l2, max_iter, tolerance)
+        del z
+        z_test = x_test.to(torch.float64, copy=True).sub_(mean).div_(scale)
+        pred = classes[torch.addmm(b, z_test, w).argmax(1)]
     hit = (pred == y_test).to(torch.float64)
     per_class = [nan] * num_classes
     for c in classes.tolist():
@@ -192,14 +195,14 @@ class Probes(Observer):
         pools = self.set_pools(phase)
         # A set whose pools equal an earlier set's (seen = all after the last task) is fitted once.
         same = [next(j for j in range(i + 1) if _same_pools(pools[j], pools[i])) for i in range(len(pools))]
-        train = pooled_features(self.ctx, "train", [p[0] for p in pools], self.layers)
-        test = pooled_features(self.ctx, "test", [p[1] for p in pools], self.layers)
+        train, train_rows = pooled_features(self.ctx, "train", [p[0] for p in pools], self.layers)
+        test, test_rows = pooled_features(self.ctx, "test", [p[1] for p in pools], self.layers)
         rows: dict[str, Any] = {}
         for layer in self.layers:
             scores: list[ProbeScore] = []
             for i, (tr, te) in enumerate(pools):
                 scores.append(scores[same[i]] if same[i] < i else
-                              probe_score(train[i][layer], tr.label, test[i][layer], te.label,
+                              probe_score(train[layer][train_rows[i]], tr.label, test[layer][test_rows[i]], te.label,
                                           self.num_classes, o.l2, o.max_iter, o.tolerance))
             s = series_layer(layer)
             rows[f"probe_{s}"] = [sc.overall for sc in scores]
