@@ -305,3 +305,10 @@ def test_checkpoint_holds_no_probe_state_beyond_its_stream(tmp_path: Path) -> No
     assert set(state["probes"]) == {"gen"} and set(state["latent"]) == {"gen"}
     bench = Benchmark([], torch.zeros(0, 2), InputSpec((1,), 2), "", {}, torch.tensor([[0, 1]]))
     assert replace(bench, tasks=[]).class_map is bench.class_map
+
+
+def test_a_probe_on_constant_features_is_its_bias_alone() -> None:
+    # Nothing to read: the probe learns the class frequencies and predicts the majority class.
+    x = torch.full((5, 3), 2.0)
+    s = probe_score(x, torch.tensor([4, 4, 4, 1, 1]), x[:4], torch.tensor([4, 1, 1, 4]), 5, 1e-4, 20, 1e-9)
+    assert s.overall == 50.0 and _eq(s.per_class, [NAN, 0, NAN, NAN, 100])

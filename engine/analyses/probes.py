@@ -15,13 +15,19 @@ refused with one line. Series (the session's series contract):
     probe_<layer>_class  (3, C) per-class test accuracy (% of the class's test images predicted as
                                 it) in each set; NaN where the class is not in the set
 
-The fit is deterministic: no randomness, no minibatches. Features are standardised with the
-training images' mean and standard deviation (a constant unit becomes 0), the weights and bias start
-at 0, and the loss mean CE + l2/2·‖W‖² (bias not penalised) is minimised in float64 by full-batch
-L-BFGS (strong-Wolfe line search, at most `max_iter` iterations, stopping early once the largest
-|gradient| entry is below `tolerance`), with the gradient written out in closed form. The same
-features therefore give the same bits. Cost: one L-BFGS iteration is ~2 (n × d × k) multiply-adds;
-see the README for the measured time on full MNIST.
+The fit is deterministic: no randomness, no minibatches. The training features are whitened in
+float64 (centred, projected on their principal directions and scaled to unit variance; directions
+of negligible variance, e.g. dead units, dropped: WHITEN_RTOL), the weights and bias start at 0,
+and the loss mean CE + l2/2·‖W‖² (W on the whitened features; bias not penalised) is minimised by
+full-batch L-BFGS (strong-Wolfe line search, at most `max_iter` iterations, stopping early once the
+largest |gradient| entry is below `tolerance`), with the gradient written out in closed form.
+Whitening is what makes this fast: on correlated ReLU features plain standardisation left L-BFGS
+far from the optimum after 200 iterations, whitened it is within 2e-4 of its loss after 50 (MNIST
+h2, measured). The optimum and the L-BFGS path from 0 do not depend on the eigenvectors' signs or
+rotation within an eigenspace (an orthogonal change of basis of the whitened features), so the
+same features give the same bits. Cost: one L-BFGS iteration is ~1.2 evaluations of
+2 (n × r × k) multiply-adds; 50 iterations on 60,000 MNIST images × 84 features take ~2-3 s of
+one CPU core (measured; README).
 
 Reads the model's own features: a method's masks or generated weights are not applied. Imports
 torch; never textual/typer/rich.
@@ -55,8 +61,8 @@ class ProbesOptions:
     layers: list[str] = opt([], "layers of model.features() to probe, e.g. [\"h2\"] (empty = all)")  # noqa: RUF009 (opt copies lists per instance)
     train_samples: int = opt(0, "training images per probe: 0 = all of the set's classes, else a fixed subset")
     test_samples: int = opt(0, "test images per probe: 0 = all of the set's classes, else a fixed subset")
-    l2: float = opt(1e-4, "L2 penalty l2/2·‖W‖² on the probe's weights (not the bias), beside the mean cross-entropy")
-    max_iter: int = opt(100, "L-BFGS iterations at most (full batch)")
+    l2: float = opt(1e-4, "L2 penalty l2/2·‖W‖² on the probe's weights over whitened features (not the bias), beside the mean cross-entropy")
+    max_iter: int = opt(50, "L-BFGS iterations at most (full batch)")
     tolerance: float = opt(1e-6, "stop early once every gradient entry is below this in absolute value")
 
     def __post_init__(self) -> None:
@@ -75,11 +81,21 @@ class ProbesOptions:
 
 
 # -- the probe: pure functions --------------------------------------------------------------------
-def standardiser(x: Tensor) -> tuple[Tensor, Tensor]:
-    """(mean, scale) of the rows of `x`; a constant column gets scale 1 (it becomes 0, not NaN)."""
+WHITEN_RTOL = 1e-10
+"""Directions whose variance is below this fraction of the largest are dropped before whitening:
+float32 features hold ~7 digits, so such a direction is rounding (or a dead unit), not signal."""
+
+
+def whitener(x: Tensor) -> tuple[Tensor, Tensor]:
+    """(mean [d], projection [d, r]) that whiten the rows of `x` [n, d] (float64): (x - mean) @ P has
+    identity covariance over its r kept principal directions (see WHITEN_RTOL)."""
     mean = x.mean(0)
-    std = x.std(0, unbiased=False)
-    return mean, torch.where(std > 0, std, torch.ones_like(std))
+    xc = x - mean
+    values, vectors = torch.linalg.eigh(xc.T @ xc / max(1, x.shape[0]))
+    top = float(values[-1]) if values.numel() else 0.0
+    # Every feature constant (top = 0): no direction is kept and the probe is its bias alone.
+    keep = values > top * WHITEN_RTOL if top > 0 else torch.zeros_like(values, dtype=torch.bool)
+    return mean, vectors[:, keep] / values[keep].sqrt()
 
 
 def fit_softmax(x: Tensor, y: Tensor, k: int, l2: float, max_iter: int, tolerance: float) -> tuple[Tensor, Tensor]:
@@ -93,12 +109,16 @@ def fit_softmax(x: Tensor, y: Tensor, k: int, l2: float, max_iter: int, toleranc
                               tolerance_change=0.0, history_size=10, line_search_fn="strong_wolfe")
 
     def closure() -> float:
-        # The gradient in closed form, Xᵀ(softmax − onehot)/n + l2·W: no autograd graph per evaluation.
+        # The gradient in closed form, Xᵀ(softmax − onehot)/n + l2·W: no autograd graph per
+        # evaluation, and one exp over the [n, k] logits (the softmax and the log-sum-exp share it).
         with torch.no_grad():
             logits = torch.addmm(b, x, w)
-            lse = torch.logsumexp(logits, 1)
+            top = logits.max(1, keepdim=True).values
+            e = torch.exp(logits - top)
+            total = e.sum(1, keepdim=True)
+            lse = (top + total.log()).squeeze(1)
             loss = (lse - logits.gather(1, y[:, None]).squeeze(1)).mean() + 0.5 * l2 * w.square().sum()
-            err = torch.exp(logits.sub_(lse[:, None])).sub_(onehot).div_(n)
+            err = e.div_(total).sub_(onehot).div_(n)
             w.grad = torch.addmm(w, x.T, err, beta=l2)
             b.grad = err.sum(0)
         return float(loss)
@@ -131,13 +151,12 @@ def probe_score(x_train: Tensor, y_train: Tensor, x_test: Tensor, y_test: Tensor
         only = int(train_classes[0]) if train_classes.numel() else int(classes[0])
         pred = torch.full_like(y_test, only)
     else:
-        # float64 throughout the fit (features come in float32): z = (x - mean) / scale, in place.
-        z = x_train.to(torch.float64, copy=True)
-        mean, scale = standardiser(z)
-        w, b = fit_softmax(z.sub_(mean).div_(scale), local[y_train], int(classes.numel()), l2, max_iter, tolerance)
+        # float64 throughout the fit (features come in float32), on whitened features.
+        z = x_train.to(torch.float64)
+        mean, proj = whitener(z)
+        w, b = fit_softmax((z - mean) @ proj, local[y_train], int(classes.numel()), l2, max_iter, tolerance)
         del z
-        z_test = x_test.to(torch.float64, copy=True).sub_(mean).div_(scale)
-        pred = classes[torch.addmm(b, z_test, w).argmax(1)]
+        pred = classes[torch.addmm(b, (x_test.to(torch.float64) - mean) @ proj, w).argmax(1)]
     hit = (pred == y_test).to(torch.float64)
     per_class = [nan] * num_classes
     for c in classes.tolist():
