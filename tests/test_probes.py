@@ -189,9 +189,9 @@ def test_probe_subsets_are_fixed_and_capped() -> None:
 
 def test_probes_and_latent_refuse_benchmarks_without_global_classes_and_unknown_layers() -> None:
     bare = _toy_context(None)
-    with pytest.raises(ConfigError, match=r"^analyses\.probes: this benchmark's tasks have no global class labels"):
+    with pytest.raises(ConfigError, match=r"^analyses\.probes needs global class labels, which this benchmark does not give"):
         Probes(ProbesOptions(enabled=True), bare, "probes")
-    with pytest.raises(ConfigError, match=r"^analyses\.latent: this benchmark's tasks have no global class labels"):
+    with pytest.raises(ConfigError, match=r"^analyses\.latent needs global class labels, which this benchmark does not give"):
         Latent(LatentOptions(enabled=True), bare, "latent")
     with pytest.raises(ConfigError, match=r"analyses\.probes\.layers: no layer 'h3' in this model; its layers are h1, h2"):
         Probes(ProbesOptions(enabled=True, layers=["h2", "h3"]), _toy_context(), "probes")

@@ -65,8 +65,8 @@ class ClassLabels:
     def __init__(self, ctx: ObserverContext, analysis: str, splits: tuple[str, ...], chunk: int) -> None:
         bench = ctx.benchmark
         if bench.class_map is None:
-            raise ConfigError(f"analyses.{analysis}: this benchmark's tasks have no global class labels "
-                              f"(e.g. SSMNIST); turn analyses.{analysis}.enabled off for it")
+            raise ConfigError(f"analyses.{analysis} needs global class labels, which this benchmark does not give "
+                              f"(split_mnist and permuted_mnist do); turn analyses.{analysis}.enabled off for it")
         cmap = bench.class_map.to(ctx.device)
         self.num_classes = int(cmap.max()) + 1
         self.labels: dict[str, list[Tensor]] = {}
