@@ -18,7 +18,7 @@ from engine import api
 from engine import events as ev
 from engine.analyses.base import ObserverContext, Observers
 from engine.analyses.latent import Latent, LatentOptions, pca_2d
-from engine.analyses.probes import Probes, ProbesOptions, fit_softmax, probe_score
+from engine.analyses.probes import Probes, ProbesOptions, fit_softmax, probe_score, whiten
 from engine.api import build_trainer
 from engine.benchmarks.base import Benchmark, ImageTask, InputSpec
 from engine.checkpoint import load_checkpoint
@@ -60,6 +60,17 @@ def test_a_probe_fit_is_deterministic_to_the_bit() -> None:
     s1 = probe_score(x.float(), y, x.float(), y, 4, 1e-4, 50, 1e-9)
     s2 = probe_score(x.float(), y, x.float(), y, 4, 1e-4, 50, 1e-9)
     assert s1 == s2 and 50.0 < s1.overall < 100.0
+
+
+def test_whitening_gives_unit_covariance_and_drops_dead_units() -> None:
+    g = torch.Generator().manual_seed(2)
+    mixed = torch.randn(300, 3, generator=g) @ torch.tensor([[2.0, 1.0, 0.0], [0.0, 0.5, 0.1], [0.0, 0.0, 3.0]])
+    x = torch.cat([mixed, torch.zeros(300, 1)], 1)  # a dead unit: constant 0
+    mean, proj, z = whiten(x)
+    assert proj.shape == (4, 3) and z.dtype == torch.float64
+    assert torch.allclose(z.T @ z / 300, torch.eye(3, dtype=torch.float64), atol=1e-9)
+    assert torch.allclose(z, (x.double() - mean) @ proj, atol=1e-12)
+    assert float(proj[3].abs().max()) < 1e-12  # the dead unit is not read
 
 
 def test_probe_inputs_are_left_untouched() -> None:

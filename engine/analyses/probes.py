@@ -86,16 +86,19 @@ WHITEN_RTOL = 1e-10
 float32 features hold ~7 digits, so such a direction is rounding (or a dead unit), not signal."""
 
 
-def whitener(x: Tensor) -> tuple[Tensor, Tensor]:
-    """(mean [d], projection [d, r]) that whiten the rows of `x` [n, d] (float64): (x - mean) @ P has
-    identity covariance over its r kept principal directions (see WHITEN_RTOL)."""
-    mean = x.mean(0)
-    xc = x - mean
+def whiten(x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """(mean [d], projection P [d, r], whitened rows [n, r]) of features `x` [n, d], in float64:
+    (x - mean) @ P has identity covariance over its r kept principal directions (WHITEN_RTOL).
+    `x` is left untouched; one float64 copy of it is the largest temporary."""
+    xc = x.to(torch.float64, copy=True)
+    mean = xc.mean(0)
+    xc.sub_(mean)
     values, vectors = torch.linalg.eigh(xc.T @ xc / max(1, x.shape[0]))
     top = float(values[-1]) if values.numel() else 0.0
     # Every feature constant (top = 0): no direction is kept and the probe is its bias alone.
     keep = values > top * WHITEN_RTOL if top > 0 else torch.zeros_like(values, dtype=torch.bool)
-    return mean, vectors[:, keep] / values[keep].sqrt()
+    proj = vectors[:, keep] / values[keep].sqrt()
+    return mean, proj, xc @ proj
 
 
 def fit_softmax(x: Tensor, y: Tensor, k: int, l2: float, max_iter: int, tolerance: float) -> tuple[Tensor, Tensor]:
@@ -152,9 +155,8 @@ def probe_score(x_train: Tensor, y_train: Tensor, x_test: Tensor, y_test: Tensor
         pred = torch.full_like(y_test, only)
     else:
         # float64 throughout the fit (features come in float32), on whitened features.
-        z = x_train.to(torch.float64)
-        mean, proj = whitener(z)
-        w, b = fit_softmax((z - mean) @ proj, local[y_train], int(classes.numel()), l2, max_iter, tolerance)
+        mean, proj, z = whiten(x_train)
+        w, b = fit_softmax(z, local[y_train], int(classes.numel()), l2, max_iter, tolerance)
         del z
         pred = classes[torch.addmm(b, (x_test.to(torch.float64) - mean) @ proj, w).argmax(1)]
     hit = (pred == y_test).to(torch.float64)
