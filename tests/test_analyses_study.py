@@ -43,7 +43,7 @@ E = math.e
 # fc1 = [[1,0],[0,1],[-1,-1]], b = 0  →  h1 = (0,0,0), (1,0,0), (0,1,0), (1,1,0)
 # fc2 = [[1,1,0],[0,0,1]], b = 0      →  h2 = (0,0),   (1,0),   (1,0),   (2,0)
 # out = [[0,0],[1,0],[2,0],[0,0]], b = 0  →  logits (0,0,0,0), (0,1,2,0), (0,1,2,0), (0,2,4,0)
-def tiny_setup(head_columns: list[list[int]], labels: list[int], info: dict[str, Any] | None = None
+def tiny_setup(head_columns: list[list[int]], labels: list[int], class_map: list[list[int]] | None = None
                ) -> ObserverContext:
     images = torch.tensor([[0, 0], [255, 0], [0, 255], [255, 255]], dtype=torch.uint8)
     y = torch.tensor(labels)
@@ -52,7 +52,8 @@ def tiny_setup(head_columns: list[list[int]], labels: list[int], info: dict[str,
         index = {s: torch.tensor(ids) for s in ("train", "test")}
         tasks.append(ImageTask(f"t{t}", {"train": images, "test": images}, index,
                                {s: y[torch.tensor(ids)] for s in ("train", "test")}))
-    bench = Benchmark(tasks, torch.tensor(head_columns), InputSpec((2,), 4), "hand-made", info or {})
+    bench = Benchmark(tasks, torch.tensor(head_columns), InputSpec((2,), 4), "hand-made", {},
+                      class_map=None if class_map is None else torch.tensor(class_map))
     model = build_model("mlp", MlpOptions(hidden=[3, 2]), bench.spec)
     with torch.no_grad():
         for layer, w in (("fc1", [[1., 0.], [0., 1.], [-1., -1.]]), ("fc2", [[1., 1., 0.], [0., 0., 1.]]),
@@ -101,7 +102,7 @@ def test_class_probs_by_hand(scenario: str) -> None:
         expected = [[1 / 2, p_img1["task"], math.nan, math.nan],
                     [1 / 2, p_img1["task"], 1 / (1 + E**-2), 1 / (1 + E**4)]]  # logits (2,0) and (4,0)
     else:  # one shared head (domain-IL) whose labels the benchmark maps to classes 3,1 and 0,2
-        ctx = tiny_setup([[0, 1], [0, 1]], [0, 1, 1, 0], {"task_classes": [[3, 1], [0, 2]]})
+        ctx = tiny_setup([[0, 1], [0, 1]], [0, 1, 1, 0], [[3, 1], [0, 2]])
         # image 0 (label 0 → class 3): logits (0,0); image 1 (1 → 1): (0,1); image 2 (1 → 2): (0,1);
         # image 3 (0 → 0): (0,2)
         expected = [[math.nan, E / (1 + E), math.nan, 1 / 2],

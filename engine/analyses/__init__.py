@@ -8,4 +8,4 @@ Importing this package is cheap and torch-free.
 from __future__ import annotations
 
 MODULES = ("curves", "sparsity", "class_probs", "weight_updates", "gradients", "histograms",
-           "plasticity")
+           "plasticity", "probes", "latent")

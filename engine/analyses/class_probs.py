@@ -6,7 +6,7 @@ of test images of that class, through `method.head_logits` of the images' own ta
 runs over that task's head, with the method's masks or generated weights): over all 10 classes in
 class-incremental Split-MNIST, over the task's pair in task-incremental. NaN for a class that no
 task trained so far has. Which global class a task's label is: engine.analyses.common.task_classes
-(the benchmark's `info["task_classes"]` when stated, else the output unit). A class that several
+(the benchmark's `class_map` when it has one, else the output unit). A class that several
 seen tasks share (domain-incremental) is averaged over all its images of those tasks.
 
 Images: per task and per class, the first `samples` test images of that class in a fixed order

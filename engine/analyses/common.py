@@ -44,19 +44,15 @@ def named_params(model: nn.Module) -> list[tuple[str, nn.Parameter]]:
 def task_classes(bench: Benchmark) -> tuple[list[list[int]], int]:
     """(global class of each local label of each task, C = size of the shared label space).
 
-    A benchmark that knows its tasks' classes states them in `info["task_classes"]` (one list per
-    task: the global class of local label 0, 1, ...; optionally `info["num_classes"]`). Otherwise
-    the global class is the output unit the label reads, `head_columns[t][y]`, and C = n_outputs:
-    exactly the class for class-incremental benchmarks (one head over all classes, labels are the
-    classes) and for domain-incremental ones (the shared head's labels); for task-incremental ones it
-    is the unit of the multi-head output layer (Split-MNIST's default pairs (0,1), (2,3), ... put
-    digit d on unit d; a reordered or permuted task-IL benchmark should state `task_classes`).
+    A benchmark that knows its tasks' classes states them in `Benchmark.class_map` (the probes read
+    the same map; C = its largest class + 1). Otherwise the global class is the output unit the label
+    reads, `head_columns[t][y]`, and C = n_outputs: exactly the class for class-incremental
+    benchmarks (one head over all classes, labels are the classes) and for domain-incremental ones
+    (the shared head's labels); for task-incremental ones it is the unit of the multi-head layer.
     """
-    stated = bench.info.get("task_classes")
-    if stated is not None:
-        classes = [[int(c) for c in row] for row in stated]
-        n = int(bench.info.get("num_classes", 1 + max(max(row) for row in classes)))
-        return classes, n
+    if bench.class_map is not None:
+        classes = [[int(c) for c in row] for row in bench.class_map.cpu()]
+        return classes, 1 + max(max(row) for row in classes)
     return [row.tolist() for row in bench.head_columns.cpu()], bench.spec.n_outputs
 
 

@@ -69,6 +69,10 @@ class Benchmark:
     augment: Callable[[Tensor, torch.Generator], Tensor] | None = None
     """Training-batch augmentation (inputs, the run's "augment" stream) → inputs, applied by the loop to
     the batches it trains on only (never to evaluation, validation, or what methods/analyses read)."""
+    class_map: Tensor | None = None
+    """Long, shaped like `head_columns`: `class_map[t, y]` is the global class (0..C-1, C = max + 1)
+    of label y of task t, e.g. the digit of a Split-MNIST pair in every scenario; probes and latent
+    maps need it. None: the tasks share no class identity (those analyses refuse to run)."""
 
     def head(self, task: int) -> Tensor:
         """Output units of task `task`'s head, in label order."""

@@ -84,4 +84,7 @@ def build_permuted_mnist(opts: PermutedMnistOptions, device: torch.device, data_
         task_cls = NormalizedImageTask if opts.normalize else ImageTask
         tasks.append(task_cls(f"perm{t}", images, index, labels, torch.from_numpy(perm).to(device)))
     cols, n_out = heads(opts.scenario, opts.num_tasks, 10, 10, device)
-    return Benchmark(tasks, cols, InputSpec((784,), n_out), source, {"scenario": opts.scenario})
+    # Every task's labels are the digits (global classes 0..9), whatever the head layout.
+    class_map = torch.arange(10, device=device).repeat(opts.num_tasks, 1)
+    return Benchmark(tasks, cols, InputSpec((784,), n_out), source, {"scenario": opts.scenario},
+                     class_map=class_map)

@@ -72,7 +72,8 @@ def build_split_mnist(opts: SplitMnistOptions, device: torch.device, data_dir: P
     }
     labels_np = {"train": m.y_train, "test": m.y_test}
     tasks = []
-    for digits in opts.groups():
+    groups = opts.groups()
+    for digits in groups:
         index, labels = {}, {}
         for split, y in labels_np.items():
             ids = np.flatnonzero(np.isin(y, digits))  # = (y == a) | (y == b) for a pair
@@ -84,4 +85,7 @@ def build_split_mnist(opts: SplitMnistOptions, device: torch.device, data_dir: P
             labels[split] = torch.from_numpy(lab.astype(np.int64)).to(device)
         tasks.append(ImageTask("/".join(map(str, digits)), images, index, labels))
     cols, n_out = heads(opts.scenario, opts.num_tasks, 2, 10, device)
-    return Benchmark(tasks, cols, InputSpec((784,), n_out), source, {"scenario": opts.scenario})
+    # Global class (the digit) of each task's labels: class-IL labels are the digits already.
+    class_map = cols.clone() if opts.scenario == "class" else torch.tensor(groups, device=device)
+    return Benchmark(tasks, cols, InputSpec((784,), n_out), source, {"scenario": opts.scenario},
+                     class_map=class_map)
