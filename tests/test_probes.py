@@ -128,7 +128,7 @@ def _toy_context(class_map: list[list[int]] | None = CLASS_MAP) -> ObserverConte
         tasks.append(ImageTask(f"{pair[0]}/{pair[1]}", images, idx, lab))
     cols = torch.arange(6).view(3, 2)
     bench = Benchmark(tasks, cols, InputSpec((2,), 6), "toy", {},
-                      None if class_map is None else torch.tensor(class_map))
+                      class_map=None if class_map is None else torch.tensor(class_map))
     model = PassThrough()
     method = Method(None, MethodContext(model=model, benchmark=bench, device=torch.device("cpu"),
                                         training=TrainingConfig(), seed=0))
@@ -314,7 +314,7 @@ def test_checkpoint_holds_no_probe_state_beyond_its_stream(tmp_path: Path) -> No
     assert res.status == "finished", res.error
     state = load_checkpoint(res.run_dir)["analyses"]
     assert set(state["probes"]) == {"gen"} and set(state["latent"]) == {"gen"}
-    bench = Benchmark([], torch.zeros(0, 2), InputSpec((1,), 2), "", {}, torch.tensor([[0, 1]]))
+    bench = Benchmark([], torch.zeros(0, 2), InputSpec((1,), 2), "", {}, class_map=torch.tensor([[0, 1]]))
     assert replace(bench, tasks=[]).class_map is bench.class_map
 
 

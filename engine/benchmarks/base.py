@@ -11,7 +11,7 @@ task; class-incremental: all classes). Labels are indices into the task's head.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import KW_ONLY, dataclass
 from typing import Any, Protocol
 
 import torch
@@ -57,6 +57,7 @@ class Benchmark:
     source: str
     """Which data this run used (stored in the run record)."""
     info: dict[str, Any]
+    _: KW_ONLY  # the optional fields below are named at every construction (no positional mix-ups)
     head_sizes: list[int] | None = None
     """Ragged heads: task t's head is the first head_sizes[t] entries of head_columns[t] (the rest is
     padding). None = every row is a whole head. Read heads through `head(t)`."""
