@@ -81,6 +81,11 @@ class Trainer:
         self.samplers = [EpochSampler(t.size("train"), self.streams.get(f"sampler/{i}"), device)
                          for i, t in enumerate(bench.tasks)]
         self.mix_gen = self.streams.get("mix")
+        # Mixed batches go through one forward when BatchNorm would otherwise see per-task sub-batches
+        # and the method's forward/head do not depend on the task (see forward_groups).
+        self.forward_once = (any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in model.modules())
+                             and type(method).forward is Method.forward
+                             and type(method).head_logits is Method.head_logits)
         load_all()
         octx = ObserverContext(model, bench, method, device, cfg.seed, cfg.evaluation.batch_size,
                                self.phase_tasks, self.phase_steps)
@@ -145,6 +150,22 @@ class Trainer:
             return groups
         # Augmentation of trained batches only, from the run's "augment" stream (in the checkpoint).
         return [(t, replace(b, x=aug(b.x, self.streams.get("augment")))) for t, b in groups]
+
+    def forward_groups(self, groups: list[tuple[int, Batch]]) -> list[tuple[int, Batch, Tensor]]:
+        """(task, batch, head logits) per group of a step's batch.
+
+        Each task's share is forwarded on its own (the reference behaviour, kept bit for bit), except
+        when the model normalises over the batch (BatchNorm) and the method's forward ignores the task:
+        then one forward over the whole mixed batch, so the statistics are those of the batch a joint
+        ("concurrent") training sees, not of each task's sub-batch.
+        """
+        if len(groups) > 1 and self.forward_once and len({b.x.shape[1:] for _, b in groups}) == 1:
+            xs = torch.cat([b.x for _, b in groups])
+            lens = None if groups[0][1].lengths is None else torch.cat([b.lengths for _, b in groups
+                                                                          if b.lengths is not None])
+            out = self.method.forward(xs, lens, groups[0][0]).split([b.y.shape[0] for _, b in groups])
+            return [(t, b, o.index_select(1, self.bench.head(t))) for (t, b), o in zip(groups, out)]
+        return [(t, b, self.method.head_logits(b.x, b.lengths, t)) for t, b in groups]
 
     def evaluate(self, task: int, idx: Tensor | None = None, split: str = "test") -> float:
         """Accuracy (%) of task `task` on a split (test, or val when held out), or the given indices of it, on its own head."""
@@ -290,8 +311,7 @@ class Trainer:
                 task_loss = torch.zeros((), device=self.device)
                 correct = torch.zeros((), device=self.device)
                 with self.l1.capture():  # the L1 activation penalty reads this forward's unit layers
-                    for t, b in groups:
-                        logits = self.method.head_logits(b.x, b.lengths, t)
+                    for t, b, logits in self.forward_groups(groups):
                         task_loss = task_loss + F.cross_entropy(logits, b.y, reduction="sum")
                         correct = correct + (logits.detach().argmax(1) == b.y).sum()
                 task_loss = task_loss / tr.batch_size
