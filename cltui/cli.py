@@ -126,6 +126,8 @@ def _report_end(outcome: Outcome, live: bool, brief: bool = False, killed: bool 
         err_console.print(f"[red]error:[/red] {outcome.error}", highlight=False, soft_wrap=True)
         return
     h = outcome.handle
+    if outcome.error:  # said on the engine's channel: its files could not be written (disk full, read-only)
+        err_console.print(f"[red]error:[/red] {outcome.error}", highlight=False, soft_wrap=True)
     try:
         rec = read_run(h.run_dir)
     except RunStoreError as e:
@@ -138,7 +140,8 @@ def _report_end(outcome: Outcome, live: bool, brief: bool = False, killed: bool 
     elif not live:
         console.print(run_summary(rec))
     if outcome.status == "interrupted":
-        killed = killed or rec.status != "interrupted"  # its process died before marking the stop
+        # Its process died before marking the stop (a storage error may have kept it from marking it).
+        killed = killed or (rec.status != "interrupted" and not outcome.error)
         err_console.print(f"[yellow]{h.run_id}[/yellow]: {stop_text(rec, killed)}", highlight=False, soft_wrap=True)
     elif outcome.status == "diverged":
         err_console.print(f"[magenta]run {h.run_id} {divergence_text(rec.divergence) if rec.divergence else 'diverged'}"
@@ -175,7 +178,7 @@ def _execute(runs: list[PlannedRun], runs_dir: Path | None, data_dir: Path | Non
             on_start(None, handle)
             while (status := executor.poll(handle)) is None:
                 time.sleep(0.2)
-            outcomes = [Outcome(None, handle, status)]
+            outcomes = [Outcome(None, handle, status, handle.error, "StorageError" if handle.error else "")]
             _report_end(outcomes[0], live, killed=intr.was_killed(handle))
         else:
             outcomes = run_all(executor, runs, parallel, on_start=on_start, halt=lambda: intr.stopping,

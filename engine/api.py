@@ -29,6 +29,7 @@ from engine.data.paths import resolve_data_dir
 from engine.data.split import hold_out_validation
 from engine.env import environment, resolve_device
 from engine.errors import RunStoreError
+from engine.fsio import SPACE_ERRNOS, StorageError
 from engine.loop import Trainer
 from engine.methods.base import MethodContext
 from engine.models.base import build_model
@@ -52,6 +53,8 @@ class RunResult:
     metrics: dict[str, float]
     acc: np.ndarray
     error: str = ""
+    kind: str = ""
+    """'StorageError' when the run stopped because its files could not be written (status 'interrupted')."""
 
 
 def build_trainer(cfg: RunConfig, data_dir: Path, emit: Callable[[Any], None], run_dir: Path | None = None,
@@ -112,18 +115,40 @@ def _fanout(sinks: Iterable[Callable[[Any], None]]) -> Callable[[Any], None]:
 
 def _execute(trainer: Trainer, writer: RunWriter, emit: Callable[[Any], None], stop_at_step: int | None) -> RunResult:
     run_dir = writer.path.parent
+    kind = ""
     try:
         with _stop_on_signals(trainer):
             status = trainer.run(stop_at_step=stop_at_step)
         error = ""
+    except StorageError as e:  # disk full, read-only: stop; the record and the last checkpoint are intact
+        error, kind, status = storage_stop_line(e, run_dir.name), "StorageError", "interrupted"
+        writer.stopped_by(StorageError(error, e.errno))
     except Exception as e:  # recorded in the run; the caller shows one line
         error = f"{type(e).__name__}: {e}"
-        emit(ev.RunFailed(error + "\n" + traceback.format_exc()))
+        try:
+            emit(ev.RunFailed(error + "\n" + traceback.format_exc()))
+        except StorageError:
+            pass  # the failure cannot be recorded either; the caller still gets it
         status = "failed"
     finally:
         writer.set_elapsed(trainer.elapsed)
         writer.close()
-    return RunResult(run_dir.name, run_dir, status, trainer.metrics(), trainer.acc.copy(), error)
+    return RunResult(run_dir.name, run_dir, status, trainer.metrics(), trainer.acc.copy(), error, kind)
+
+
+def storage_stop_line(e: StorageError, run_id: str) -> str:
+    """The one line for a run stopped by a storage error: what failed, and how to go on."""
+    fix = "free some space" if e.errno in SPACE_ERRNOS else "make it writable"
+    return f"{e}; the record and the last checkpoint are intact: {fix}, then resume with: cltui resume {run_id}"
+
+
+def _checkpoint_extras(holder: dict[str, RunWriter]) -> Callable[[], dict[str, Any]]:
+    """What each checkpoint stores about the run record: its row counts (flushing every row first)
+    and the digest of those rows, which resume checks the record against."""
+    def extras() -> dict[str, Any]:
+        counts = holder["w"].counts()
+        return {"store": counts, "store_digests": holder["w"].digests()}
+    return extras
 
 
 def run(cfg: RunConfig, runs_dir: Path, data_dir: str | Path | None = None,
@@ -141,18 +166,18 @@ def run(cfg: RunConfig, runs_dir: Path, data_dir: str | Path | None = None,
     emit = _fanout([lambda e: holder["w"](e) if "w" in holder else None, *sinks])
     try:
         trainer, device = build_trainer(cfg, resolve_data_dir(data_dir), emit, run_dir,
-                                        checkpoint_extras=lambda: {"store": holder["w"].counts()})
+                                        checkpoint_extras=_checkpoint_extras(holder))
+        env = environment(device)
+        env["overrides"] = list(overrides)
+        env["data_source"] = trainer.bench.source
+        env["benchmark_info"] = trainer.bench.info  # e.g. SSMNIST task seeds and class partitions
+        env["method_info"] = trainer.method.describe()
+        writer = RunWriter.create(run_dir, run_id=run_id, config=config_to_dict(cfg), environment=env,
+                                  task_names=trainer.bench.task_names, phase_tasks=trainer.phase_tasks,
+                                  phase_steps=trainer.phase_steps, series=trainer.declarations(), group=group)
     except BaseException:
         shutil.rmtree(run_dir, ignore_errors=True)  # claimed but never written: leave nothing behind
         raise
-    env = environment(device)
-    env["overrides"] = list(overrides)
-    env["data_source"] = trainer.bench.source
-    env["benchmark_info"] = trainer.bench.info  # e.g. SSMNIST task seeds and class partitions
-    env["method_info"] = trainer.method.describe()
-    writer = RunWriter.create(run_dir, run_id=run_id, config=config_to_dict(cfg), environment=env,
-                              task_names=trainer.bench.task_names, phase_tasks=trainer.phase_tasks,
-                              phase_steps=trainer.phase_steps, series=trainer.declarations(), group=group)
     holder["w"] = writer
     emit(ev.RunStarted(run_id, str(run_dir), config_to_dict(cfg), trainer.bench.task_names, trainer.phase_tasks,
                        trainer.phase_steps, str(device)))
@@ -179,10 +204,11 @@ def resume(run_ref: str, runs_dir: Path, data_dir: str | Path | None = None,
     sinks = list(sinks)
     emit = _fanout([lambda e: holder["w"](e) if "w" in holder else None, *sinks])
     trainer, device = build_trainer(cfg, resolve_data_dir(data_dir), emit, run_dir,
-                                    checkpoint_extras=lambda: {"store": holder["w"].counts()})
+                                    checkpoint_extras=_checkpoint_extras(holder))
     trainer.load_state_dict(state)
-    # The store's row count per series when the checkpoint was taken (saved beside the loop's state).
-    writer = RunWriter.reopen(run_dir, state["store"])
+    # The record rebuilt to the checkpoint: its row count per series, checked against the rows'
+    # digest (checkpoints older than digests carry counts only).
+    writer = RunWriter.reopen(run_dir, state["store"], state.get("store_digests"))
     # Rows evaluated after the checkpoint belong to the abandoned continuation: reset them.
     writer.f["acc"][:] = trainer.acc
     writer.f["phase_seconds"][:] = trainer.phase_seconds
