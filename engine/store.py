@@ -56,7 +56,7 @@ import json
 import os
 import shutil
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -129,8 +129,8 @@ class RunWriter:
                 fault_point("store", path)
                 f = h5py.File(path, "w-", libver="latest")  # never overwrite another run's record
                 try:
-                    reserve(f.id.get_vfd_handle(), 0, 1 << 20)  # room for the record's first flushes
                     _fill_new(f, run_id, config, environment, task_names, phase_tasks, phase_steps, specs, group)
+                    f.flush()  # a complete record on disk before any later write can fail
                 except BaseException:
                     f.close()
                     path.unlink(missing_ok=True)  # a half-made record is no record: the run never started
@@ -255,17 +255,23 @@ class RunWriter:
             need += len(rows) * (8 + rows[0][1].nbytes) + self._chunk_bytes[name]
         return need
 
-    def flush(self, force: bool = False) -> None:
-        """Write the pending rows and flush (at most every half second unless `force`). Room is
-        reserved first, so a full disk fails here (StorageError) before HDF5 writes a byte."""
+    def flush(self, force: bool = False, change: Callable[[], None] | None = None) -> None:
+        """Write the pending rows and flush (at most every half second unless `force` or `change`).
+
+        Room is reserved first, so a full disk fails here (StorageError) before HDF5 writes a byte.
+        `change` runs after the reservation: variable-length strings (status, error) go to HDF5's
+        global heap, and a string written without the flush that stores its heap would leave the
+        record unreadable if that flush then failed."""
         if self.broken is not None:
             raise self.broken
         now = time.time()
-        if force or now - self._last_flush > 0.5:  # readers see new data within half a second
+        if force or change is not None or now - self._last_flush > 0.5:  # readers see new data within 0.5 s
             try:
                 with writing(self.path, "flushing the run record"):
                     fault_point("store", self.path)
                     reserve(self._fd(), self.f.id.get_filesize(), self._headroom())
+                    if change is not None:
+                        change()
                     self._write_pending()
                     self.f["times"][0] = now
                     self.f.flush()
@@ -304,8 +310,7 @@ class RunWriter:
             f["progress"][0] = event.step  # where it stopped (progress otherwise moves at log steps)
             self.set_status("interrupted")
         elif isinstance(event, ev.RunFailed):
-            f["error"][()] = event.error
-            self.set_status("failed")
+            self.set_status("failed", event.error)
         elif isinstance(event, ev.RunDiverged):
             f["divergence"][:] = [getattr(event, k) for k in DIVERGENCE_FIELDS]
             self.set_status("diverged")
@@ -317,9 +322,13 @@ class RunWriter:
     def set_metrics(self, metrics: dict[str, float]) -> None:
         self.f["metrics"][:] = [metrics.get(n, np.nan) for n in METRIC_NAMES]
 
-    def set_status(self, status: str) -> None:
-        self.f["status"][()] = status
-        self.flush(force=True)
+    def set_status(self, status: str, error: str | None = None) -> None:
+        def change() -> None:
+            if error is not None:
+                self.f["error"][()] = error
+            self.f["status"][()] = status
+
+        self.flush(change=change)
 
     def stopped_by(self, error: StorageError) -> None:
         """The run stops on a storage error: record it as interrupted (resumable) with the error's
@@ -328,8 +337,7 @@ class RunWriter:
         if self.broken is not None:
             return
         try:
-            self.f["error"][()] = str(error)
-            self.set_status("interrupted")
+            self.set_status("interrupted", str(error))
         except StorageError:
             pass  # self.broken is set: close() leaves the file alone
 
