@@ -27,6 +27,7 @@ from engine.checkpoint import load_checkpoint_verified
 from engine.config import RunConfig, config_from_dict, config_to_dict
 from engine.data.paths import resolve_data_dir
 from engine.data.split import hold_out_validation
+from engine.determinism import apply_determinism
 from engine.env import environment, resolve_device
 from engine.errors import RunStoreError
 from engine.fsio import SPACE_ERRNOS, StorageError
@@ -62,6 +63,7 @@ def build_trainer(cfg: RunConfig, data_dir: Path, emit: Callable[[Any], None], r
     """Device, data, model, method and loop for `cfg` (seeds every RNG first)."""
     load_all()
     device = resolve_device(cfg.device)
+    apply_determinism(cfg.deterministic, device)  # before anything reaches the GPU (cuBLAS reads its env once)
     if cfg.threads > 0:
         torch.set_num_threads(cfg.threads)
     seed_everything(cfg.seed)
