@@ -32,6 +32,7 @@ from engine.env import environment, resolve_device
 from engine.errors import RunStoreError
 from engine.fsio import SPACE_ERRNOS, StorageError
 from engine.loop import Trainer
+from engine.memory import check_memory
 from engine.methods.base import MethodContext
 from engine.models.base import build_model
 from engine.planning import override_hash
@@ -75,7 +76,9 @@ def build_trainer(cfg: RunConfig, data_dir: Path, emit: Callable[[Any], None], r
     ctx = MethodContext(model=model, benchmark=bench, device=device, training=cfg.training, seed=cfg.seed,
                         streams=streams)
     method = METHODS.get(cfg.method.name).impl(cfg.method.options, ctx)
-    return Trainer(cfg, bench, model, method, device, emit, run_dir, checkpoint_extras), device
+    trainer = Trainer(cfg, bench, model, method, device, emit, run_dir, checkpoint_extras)
+    check_memory(trainer)  # a batch that cannot fit is refused now, not out of memory minutes later
+    return trainer, device
 
 
 @contextmanager
