@@ -48,7 +48,7 @@ SPACE_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
 class StorageError(RunStoreError, OSError):
     """A run's file could not be written (disk full, quota, read-only, no permission); one line."""
 
-    def __init__(self, message: str, code: int) -> None:
+    def __init__(self, message: str, code: int | None) -> None:
         super().__init__(message)
         self.errno = code  # str() stays the message: OSError formats errno only when it also has strerror
 

@@ -70,22 +70,12 @@ from engine.metrics import METRIC_NAMES
 from engine.series import SCALAR_NAMES, SeriesSet, SeriesSpec
 from engine.store_read import DIVERGENCE_FIELDS, RUN_FILE, RunRecord, Series, _s, read_run, truncation
 from engine.runlock import WriterLock
+from engine.store_file import FORMAT_VERSION, fill_new, rewrite_clean, row_bytes
 
 __all__ = ["DIVERGENCE_FIELDS", "FORMAT_VERSION", "RUN_FILE", "SCALAR_NAMES", "RunRecord", "RunStore", "RunWriter", "Series",
            "read_run"]
 
-FORMAT_VERSION = 2
 STATUSES = ("running", "finished", "interrupted", "failed", "diverged")
-_STR = h5py.string_dtype()
-
-
-def _plain(obj: Any) -> Any:
-    """JSON fallback for numpy scalars and arrays in environment facts."""
-    if isinstance(obj, np.generic):
-        return obj.item()
-    if isinstance(obj, np.ndarray):
-        return obj.tolist()
-    return str(obj)
 
 
 _ABANDONED: list[h5py.File] = []
@@ -129,7 +119,7 @@ class RunWriter:
                 fault_point("store", path)
                 f = h5py.File(path, "w-", libver="latest")  # never overwrite another run's record
                 try:
-                    _fill_new(f, run_id, config, environment, task_names, phase_tasks, phase_steps, specs, group)
+                    fill_new(f, run_id, config, environment, task_names, phase_tasks, phase_steps, specs, group)
                     f.flush()  # a complete record on disk before any later write can fail
                 except BaseException:
                     f.close()
@@ -161,7 +151,7 @@ class RunWriter:
                     f = h5py.File(path, "r+", libver="latest")
                 except OSError:
                     # A writer killed mid-run leaves HDF5's "open for writing" flag set; rebuild a clean copy.
-                    _rewrite_clean(path)
+                    rewrite_clean(path)
                     f = h5py.File(path, "r+", libver="latest")
         except BaseException:
             lock.release()
@@ -191,7 +181,7 @@ class RunWriter:
                 raise RunStoreError(f"run {run_dir}: run.h5 holds fewer rows of series {name!r} ({have}) "
                                     f"than its checkpoint counted ({want}); the record is damaged and cannot be "
                                     "resumed exactly")
-            h = hashlib.sha256(_row_bytes(steps[:want], vals[:want]))
+            h = hashlib.sha256(row_bytes(steps[:want], vals[:want]))
             if digests is not None and name in digests and h.hexdigest() != digests[name]:
                 raise RunStoreError(f"run {run_dir}: run.h5's first {want} rows of series {name!r} differ from "
                                     "what its checkpoint recorded (checksum mismatch); the record is damaged and "
@@ -244,7 +234,7 @@ class RunWriter:
             vals[n:] = new_vals
             steps.resize(n + k, axis=0)  # the steps last: a reader trims to the shorter of the two
             steps[n:] = new_steps
-            self._hashes[name].update(_row_bytes(new_steps, new_vals))
+            self._hashes[name].update(row_bytes(new_steps, new_vals))
         self._pending.clear()
 
     def _headroom(self) -> int:
@@ -355,82 +345,6 @@ class RunWriter:
                 _ABANDONED.append(self.f)  # never closed here: closing flushes, into a full disk
         if self.lock is not None:
             self.lock.release()
-
-
-def _row_bytes(steps: Any, values: Any) -> bytes:
-    """The bytes a series' digest covers for these rows: per row its int64 step, then the value."""
-    st = np.ascontiguousarray(np.asarray(steps, dtype="<i8")).view(np.uint8).reshape(-1, 8)
-    n = st.shape[0]
-    if n == 0:
-        return b""
-    vals = np.ascontiguousarray(np.asarray(values)).reshape(n, -1)
-    return np.concatenate([st, vals.view(np.uint8)], axis=1).tobytes()
-
-
-def _fill_new(f: h5py.File, run_id: str, config: dict[str, Any], environment: dict[str, Any],
-              task_names: list[str], phase_tasks: list[list[int]], phase_steps: list[int], specs: SeriesSet,
-              group: str) -> None:
-    """Every dataset and attribute of a new format-2 record, then SWMR mode."""
-    t, p = len(task_names), len(phase_tasks)
-    a = f.attrs
-    a["format_version"] = FORMAT_VERSION
-    a["run_id"] = run_id
-    a["created"] = time.strftime("%Y-%m-%dT%H:%M:%S")
-    a["preset"] = config.get("name", "")
-    a["benchmark"] = config["benchmark"]["name"]
-    a["method"] = config["method"]["name"]
-    a["model"] = config["model"]["name"]
-    a["seed"] = int(config["seed"])
-    a["group"] = group
-    a["task_names"] = json.dumps(task_names)
-    a["phase_tasks"] = json.dumps(phase_tasks)
-    a["phase_steps"] = json.dumps(phase_steps)
-    a["metric_names"] = json.dumps(list(METRIC_NAMES))
-    a["series_names"] = json.dumps(specs.names())
-    f.create_dataset("config", data=json.dumps(config, indent=1), dtype=_STR)
-    f.create_dataset("environment", data=json.dumps(environment, indent=1, default=_plain), dtype=_STR)
-    f.create_dataset("status", data="running", dtype=_STR)
-    f.create_dataset("error", data="", dtype=_STR)
-    f.create_dataset("pid", data=os.getpid(), dtype="i8")
-    f.create_dataset("progress", data=np.array([0, sum(phase_steps)], dtype="i8"))
-    f.create_dataset("times", data=np.array([time.time(), 0.0]))
-    f.create_dataset("acc", data=np.full((p, t), np.nan))
-    f.create_dataset("acc_initial", data=np.full(t, np.nan))
-    f.create_dataset("phase_seconds", data=np.full(p, np.nan))
-    f.create_dataset("metrics", data=np.full(len(METRIC_NAMES), np.nan))
-    f.create_dataset("divergence", data=np.full(len(DIVERGENCE_FIELDS), np.nan))
-    for spec in specs:
-        _create_series(f, spec)
-    f.swmr_mode = True
-
-
-def _create_series(f: h5py.File, spec: SeriesSpec) -> None:
-    """`series/<name>/{step,value}`, empty and growable, with the declaration as attributes."""
-    g = f.create_group(f"series/{spec.name}")
-    for k, v in spec.attrs().items():
-        g.attrs[k] = v
-    row = int(np.prod(spec.shape)) if spec.shape else 1
-    rows = max(1, min(1024, (1 << 16) // row))  # chunks of ~64k values: small appends, bounded chunk size
-    g.create_dataset("step", shape=(0,), maxshape=(None,), dtype="i8", chunks=(1024,))
-    g.create_dataset("value", shape=(0, *spec.shape), maxshape=(None, *spec.shape), dtype=spec.dtype,
-                     chunks=(rows, *spec.shape))
-
-
-def _rewrite_clean(path: Path) -> None:
-    """Copy every object of a file left open by a dead writer into a fresh file, then swap it in
-    (a failure, e.g. a full disk, leaves the original untouched and no temp file behind)."""
-    tmp = path.with_suffix(".h5.tmp")
-    try:
-        with h5py.File(path, "r", libver="latest", swmr=True) as src, h5py.File(tmp, "w", libver="latest") as dst:
-            for k, v in src.attrs.items():
-                dst.attrs[k] = v
-            for name in src:
-                src.copy(src[name], dst, name=name)
-            # Resizable datasets must stay resizable; h5py's copy keeps maxshape and chunks.
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    os.replace(tmp, path)
 
 
 class RunStore:
