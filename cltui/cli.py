@@ -237,13 +237,21 @@ def resume(
 
     Ctrl-C (or SIGTERM) stops it again with a checkpoint; a second one kills it."""
     from engine.presentation import resume_of
-    from engine.store import RunStore, read_run
+    from engine.store import RUN_FILE, RunStore, read_run
+    from engine.store_read import truncation
 
     try:
         run_dir = RunStore(runs_root(runs_dir)).find(run)
-        rec = read_run(run_dir, with_series=False)
     except CltuiError as e:
         fail(str(e))
+    try:
+        rec = read_run(run_dir, with_series=False)
+    except CltuiError as e:
+        if not truncation(run_dir / RUN_FILE):
+            fail(str(e))
+        # Cut off: the engine rebuilds it from what its checkpoint proves (engine/salvage.py) or refuses.
+        console.print(f"{run_dir.name}: {e}; rebuilding it from its checkpoint", highlight=False)
+        raise typer.Exit(_execute([], runs_dir, data_dir, live and sys.stdout.isatty(), resume_dir=run_dir)) from None
     res = resume_of(rec)
     if rec.live_status == "running":
         fail(still_running(rec.run_dir))

@@ -44,7 +44,8 @@ from engine.runlock import (
     lock_held,
     still_running,
 )
-from engine.store import RunStore, RunWriter, read_run
+from engine.store import RUN_FILE, RunStore, RunWriter, read_run
+from engine.store_read import truncation
 
 
 @dataclass(frozen=True)
@@ -193,17 +194,23 @@ def resume(run_ref: str, runs_dir: Path, data_dir: str | Path | None = None,
            sinks: Iterable[Callable[[Any], None]] = (), stop_at_step: int | None = None) -> RunResult:
     """Continue a stored run from its last checkpoint, to exactly the result of an uninterrupted run."""
     run_dir = RunStore(runs_dir).find(run_ref)
-    rec = read_run(run_dir, with_series=False)
-    if rec.status == "finished":
-        raise RunStoreError(f"run {rec.run_id} already finished; nothing to resume.")
-    if rec.status == "diverged":  # deterministic: it would diverge again at the same step
-        raise RunStoreError(f"run {rec.run_id} diverged; resuming would diverge again: change the config and start it again.")
+    run_id = run_dir.name
+    try:
+        rec = read_run(run_dir, with_series=False)
+    except RunStoreError:
+        if not truncation(run_dir / RUN_FILE):
+            raise
+        rec = None  # cut off: its status proves nothing; RunWriter.reopen rebuilds it from the checkpoint or refuses
+    if rec is not None and rec.status == "finished":
+        raise RunStoreError(f"run {run_id} already finished; nothing to resume.")
+    if rec is not None and rec.status == "diverged":  # deterministic: it would diverge again at the same step
+        raise RunStoreError(f"run {run_id} diverged; resuming would diverge again: change the config and start it again.")
     if lock_held(run_dir):  # RunWriter.reopen takes the lock itself; this only fails before the slow setup
         raise RunLockedError(still_running(run_dir))
     loaded = load_checkpoint_verified(run_dir)  # newest that passes its checksum; damaged ones are reported
     state = loaded.state
     notes = tuple(f"skipped {line}; resuming from the previous checkpoint" for line in loaded.skipped)
-    cfg = config_from_dict(state["config"], where=f"checkpoint of {rec.run_id}")
+    cfg = config_from_dict(state["config"], where=f"checkpoint of {run_id}")
     resolve_device(cfg.device)
     holder: dict[str, RunWriter] = {}
     sinks = list(sinks)
@@ -213,13 +220,14 @@ def resume(run_ref: str, runs_dir: Path, data_dir: str | Path | None = None,
     trainer.load_state_dict(state)
     # The record rebuilt to the checkpoint: its row count per series, checked against the rows'
     # digest (checkpoints older than digests carry counts only).
-    writer = RunWriter.reopen(run_dir, state["store"], state.get("store_digests"))
+    writer = RunWriter.reopen(run_dir, state["store"], state.get("store_digests"), state["config"])
     # Rows evaluated after the checkpoint belong to the abandoned continuation: reset them.
     writer.f["acc"][:] = trainer.acc
+    writer.f["acc_initial"][:] = trainer.acc_initial  # a record rebuilt after damage gets it from here too
     writer.f["phase_seconds"][:] = trainer.phase_seconds
     writer.f["progress"][0] = trainer.global_step
     holder["w"] = writer
-    emit(ev.RunStarted(rec.run_id, str(run_dir), config_to_dict(cfg), trainer.bench.task_names, trainer.phase_tasks,
+    emit(ev.RunStarted(run_id, str(run_dir), config_to_dict(cfg), trainer.bench.task_names, trainer.phase_tasks,
                        trainer.phase_steps, str(device), resumed_at_step=trainer.global_step, notes=notes))
     return _execute(trainer, writer, emit, stop_at_step)
 

@@ -70,6 +70,7 @@ from engine.metrics import METRIC_NAMES
 from engine.series import SCALAR_NAMES, SeriesSet, SeriesSpec
 from engine.store_read import DIVERGENCE_FIELDS, RUN_FILE, RunRecord, Series, _s, read_run, truncation
 from engine.runlock import WriterLock
+from engine.salvage import salvage
 from engine.store_file import FORMAT_VERSION, fill_new, rewrite_clean, row_bytes
 
 __all__ = ["DIVERGENCE_FIELDS", "FORMAT_VERSION", "RUN_FILE", "SCALAR_NAMES", "RunRecord", "RunStore", "RunWriter", "Series",
@@ -131,20 +132,28 @@ class RunWriter:
         return cls(path, f, lock)
 
     @classmethod
-    def reopen(cls, run_dir: Path, counts: dict[str, int], digests: dict[str, str] | None = None) -> RunWriter:
+    def reopen(cls, run_dir: Path, counts: dict[str, int], digests: dict[str, str] | None = None,
+               config: dict[str, Any] | None = None) -> RunWriter:
         """Reopen for resuming, rebuilding the record to what the checkpoint being resumed proves.
 
         Every series is truncated to its row count in the checkpoint (a series the checkpoint does not
         name had no rows then: emptied). The rows kept must hash to the checkpoint's digest (a
         checkpoint written before digests existed gives None: counts only). Fewer rows than counted,
-        or rows that differ, cannot be rebuilt: RunStoreError, never zeros in their place.
+        or rows that differ, cannot be rebuilt: RunStoreError, never zeros in their place. A cut-off
+        file is rebuilt from what the checkpoint (`config`, counts, digests) proves: engine/salvage.py.
         """
         path = run_dir / RUN_FILE
         lock = WriterLock.acquire(run_dir)  # RunLockedError while another process writes it
-        cut = truncation(path)  # never rebuild or train on a cut-off record (HDF5 reads zeros or hangs)
+        cut = truncation(path)  # never train on a cut-off record as it is (HDF5 reads zeros or hangs)
         if cut:
-            lock.release()
-            raise RunStoreError(cut)
+            try:
+                if config is None:
+                    raise RunStoreError("no checkpoint config to prove it against")
+                with writing(path, "rebuilding the damaged run record"):
+                    salvage(path, counts, digests, config)
+            except RunStoreError as e:
+                lock.release()
+                raise RunStoreError(f"{cut}; it cannot be rebuilt from its checkpoint: {e}") from None
         try:
             with writing(path, "reopening the run record to resume it"):
                 try:

@@ -134,6 +134,21 @@ def test_the_record_rebuilt_on_resume_keeps_only_rows_its_checkpoint_proves(tmp_
     assert read_run(part.run_dir).live_status == "interrupted"  # still listed, lock released
 
 
+def test_a_record_cut_at_its_tail_is_rebuilt_from_what_its_checkpoint_proves(tmp_path: Path) -> None:
+    """As a disk that filled up in the middle of a flush leaves it (before the store reserved room):
+    the rows its checkpoint counted are intact and hash to its digests, so resume rebuilds the record
+    from them and finishes exactly as the uninterrupted run; the damaged file is kept beside it."""
+    from engine.salvage import DAMAGED_SUFFIX
+
+    part = api.run(tiny(*CKPT, "checkpoint.on_interrupt=false", steps=60), tmp_path / "runs", stop_at_step=40)
+    path = part.run_dir / RUN_FILE
+    os.truncate(path, path.stat().st_size - 2000)
+    with pytest.raises(RunStoreError, match="cut off"):
+        read_run(part.run_dir)
+    resume_equals_uninterrupted(part.run_dir, tmp_path)
+    assert (part.run_dir / (RUN_FILE + DAMAGED_SUFFIX)).is_file()
+
+
 # -- real file systems, in a private mount namespace ---------------------------------------------
 
 def _unshare_ok() -> bool:
