@@ -12,7 +12,8 @@ measures it and compares a lower-bound estimate with the memory free on the run'
 - evaluation (no_grad): the largest single module output per sample × the evaluation batch.
 
 Per-sample bytes are measured, not guessed: one forward of 1 and of 2 training samples of the first
-task (model in eval mode, so no dropout draw and no BatchNorm update; the model's mode is restored),
+task (model in eval mode, so no dropout draw and no BatchNorm update; the model's mode, the random
+streams and the global RNGs are restored),
 counting the distinct tensors autograd saves (`saved_tensors_hooks`) and the largest module output;
 the difference is what each added sample costs. A lower bound (the real peak also holds temporaries),
 so only sizes that cannot fit are refused; the probe costs two tiny forwards.
@@ -30,6 +31,7 @@ import torch
 from torch import Tensor, nn
 
 from engine.errors import ConfigError
+from engine.rng import rng_state, set_rng_state, stream_seed
 
 if TYPE_CHECKING:
     from engine.loop import Trainer
@@ -83,7 +85,10 @@ def estimate(trainer: Trainer) -> MemoryEstimate:
     if n < 2:
         return MemoryEstimate(weights * (2 + states), 0, 0)
     was_training = model.training
-    model.eval()  # no dropout draw, no BatchNorm statistics update: the run is not touched
+    # Eval mode: no dropout draw, no BatchNorm statistics update. The random streams and global RNGs
+    # are restored too, in case a task draws when it serves a batch (e.g. on-device augmentation).
+    streams, rngs = trainer.streams.state_dict(), rng_state()
+    model.eval()
     try:
         b1 = task.get("train", torch.arange(1, device=trainer.device))
         b2 = task.get("train", torch.arange(2, device=trainer.device))
@@ -91,6 +96,10 @@ def estimate(trainer: Trainer) -> MemoryEstimate:
         saved2, out2 = _probe(model, b2.x, b2.lengths)
     finally:
         model.train(was_training)
+        trainer.streams.load_state_dict(streams)
+        for name in set(trainer.streams.names()) - set(streams["streams"]):  # first used by the probe:
+            trainer.streams.get(name).manual_seed(stream_seed(trainer.streams.seed, name))  # fresh again
+        set_rng_state(rngs)
     return MemoryEstimate(weights * (2 + states), max(0, saved2 - saved1), max(0, out2 - out1))
 
 
