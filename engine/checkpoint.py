@@ -2,18 +2,20 @@
 
 Contents (format 3): format_version, config, loop (phase, step_in_phase, global_step, elapsed, acc,
 acc_initial, phase_seconds, phase_done, tracker), model, method, optimizer, samplers, streams (every
-named random stream), rng (the global RNGs), analyses (each observer's state), store (the run
-store's row count per series, added by engine/api.py).
+named random stream), rng (the global RNGs), analyses (each observer's state), store and
+store_digests (the run store's row count per series and a SHA-256 of those rows, added by
+engine/api.py; resume checks run.h5 against them).
 
 On disk: `checkpoint.pt` is the newest, `checkpoint.1.pt` … `checkpoint.<K-1>.pt` the older ones.
 Each file is one header line `CLTUI-CHECKPOINT 3 <sha256 of the payload> <payload bytes> <global
 step>` followed by the payload (torch.save of the dict), so a damaged file (flipped bytes, a cut
 tail) is detected before anything is loaded from it, and a UI reads a checkpoint's step from its
-header alone (`checkpoint_step`, no torch). Writing: the new file goes to `checkpoint.pt.tmp` and is fsynced,
-the older ones shift down by one name, then the temp file takes `checkpoint.pt`; a kill at any
-moment leaves at least one complete, verifiable file. The temp file's space is reserved before it is
-written, so a full disk fails before anything is renamed (StorageError, engine/fsio.py). Loading tries the newest first and falls back
-to older ones, reporting every file it skipped and why. Formats 1 and 2 (no checksum) are refused.
+header alone (`checkpoint_step`, no torch). Writing: the new file goes to `checkpoint.pt.tmp`, its
+space reserved first and its bytes fsynced; then the older ones shift down by one name, the temp
+file takes `checkpoint.pt` and the directory is fsynced. A kill at any moment leaves at least one
+complete, verifiable file; a full disk or read-only directory fails before anything is renamed
+(StorageError, engine/fsio.py) and leaves no temp file. Loading tries the newest first and falls
+back to older ones, reporting every file it skipped and why. Formats 1 and 2 (no checksum) are refused.
 
 Torch is imported inside the functions that serialise, so the UIs may import this module.
 """

@@ -84,6 +84,18 @@ _ABANDONED: list[h5py.File] = []
 never closes them (closing flushes, into a full disk); on disk they stay as their last flush left them."""
 
 
+def _forget_abandoned(path: Path) -> None:
+    """Close this process's abandoned handle of `path` before it is reopened (an in-process resume
+    after a storage error: HDF5 refuses a second open of a file it holds). What it flushes now is
+    what the file missed; the resume's checks then judge the file as they would any other."""
+    for f in [f for f in _ABANDONED if f.id.valid and Path(f.filename).resolve() == path.resolve()]:
+        _ABANDONED.remove(f)
+        try:
+            f.close()
+        except Exception:  # noqa: S110 - a failed close leaves the file as it was; the checks below decide
+            pass
+
+
 class RunWriter:
     """Owns one run's `run.h5` for writing, in SWMR mode; also an event sink."""
 
@@ -144,6 +156,7 @@ class RunWriter:
         """
         path = run_dir / RUN_FILE
         lock = WriterLock.acquire(run_dir)  # RunLockedError while another process writes it
+        _forget_abandoned(path)
         cut = truncation(path)  # never train on a cut-off record as it is (HDF5 reads zeros or hangs)
         if cut:
             try:

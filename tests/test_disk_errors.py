@@ -114,6 +114,18 @@ def test_a_resume_while_the_disk_is_still_full_changes_nothing(tmp_path: Path, m
     resume_equals_uninterrupted(part.run_dir, tmp_path)
 
 
+def test_in_process_a_full_disk_stops_the_run_and_resume_continues_it(tmp_path: Path,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """engine.api in one process (as a notebook uses it): the stopped run's abandoned file handle
+    does not block the resume."""
+    monkeypatch.setenv(FAULT_ENV, "ENOSPC:store:6")
+    reset_faults()
+    res = api.run(config(), tmp_path / "runs")
+    monkeypatch.delenv(FAULT_ENV)
+    assert res.status == "interrupted" and res.kind == "StorageError" and "no space left on device" in res.error
+    resume_equals_uninterrupted(res.run_dir, tmp_path)
+
+
 def test_a_new_run_refused_by_a_full_disk_leaves_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     for fault in ("ENOSPC:rundir:1", "ENOSPC:store:1", "EDQUOT:lock:1"):
         monkeypatch.setenv(FAULT_ENV, fault)
