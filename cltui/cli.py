@@ -126,6 +126,8 @@ def _report_end(outcome: Outcome, live: bool, brief: bool = False, killed: bool 
         err_console.print(f"[red]error:[/red] {outcome.error}", highlight=False, soft_wrap=True)
         return
     h = outcome.handle
+    if outcome.error:  # said on the engine's channel: its files could not be written (disk full, read-only)
+        err_console.print(f"[red]error:[/red] {outcome.error}", highlight=False, soft_wrap=True)
     try:
         rec = read_run(h.run_dir)
     except RunStoreError as e:
@@ -138,7 +140,8 @@ def _report_end(outcome: Outcome, live: bool, brief: bool = False, killed: bool 
     elif not live:
         console.print(run_summary(rec))
     if outcome.status == "interrupted":
-        killed = killed or rec.status != "interrupted"  # its process died before marking the stop
+        # Its process died before marking the stop (a storage error may have kept it from marking it).
+        killed = killed or (rec.status != "interrupted" and not outcome.error)
         err_console.print(f"[yellow]{h.run_id}[/yellow]: {stop_text(rec, killed)}", highlight=False, soft_wrap=True)
     elif outcome.status == "diverged":
         err_console.print(f"[magenta]run {h.run_id} {divergence_text(rec.divergence) if rec.divergence else 'diverged'}"
@@ -175,7 +178,7 @@ def _execute(runs: list[PlannedRun], runs_dir: Path | None, data_dir: Path | Non
             on_start(None, handle)
             while (status := executor.poll(handle)) is None:
                 time.sleep(0.2)
-            outcomes = [Outcome(None, handle, status)]
+            outcomes = [Outcome(None, handle, status, handle.error, "StorageError" if handle.error else "")]
             _report_end(outcomes[0], live, killed=intr.was_killed(handle))
         else:
             outcomes = run_all(executor, runs, parallel, on_start=on_start, halt=lambda: intr.stopping,
@@ -234,13 +237,21 @@ def resume(
 
     Ctrl-C (or SIGTERM) stops it again with a checkpoint; a second one kills it."""
     from engine.presentation import resume_of
-    from engine.store import RunStore, read_run
+    from engine.store import RUN_FILE, RunStore, read_run
+    from engine.store_read import truncation
 
     try:
         run_dir = RunStore(runs_root(runs_dir)).find(run)
-        rec = read_run(run_dir, with_series=False)
     except CltuiError as e:
         fail(str(e))
+    try:
+        rec = read_run(run_dir, with_series=False)
+    except CltuiError as e:
+        if not truncation(run_dir / RUN_FILE):
+            fail(str(e))
+        # Cut off: the engine rebuilds it from what its checkpoint proves (engine/salvage.py) or refuses.
+        console.print(f"{run_dir.name}: {e}; rebuilding it from its checkpoint", highlight=False)
+        raise typer.Exit(_execute([], runs_dir, data_dir, live and sys.stdout.isatty(), resume_dir=run_dir)) from None
     res = resume_of(rec)
     if rec.live_status == "running":
         fail(still_running(rec.run_dir))

@@ -1,8 +1,10 @@
 """`python -m engine run|resume ...`: the training process that cltui's executor starts.
 
-Its stdout is a structured channel of exactly one JSON line:
+Its stdout is a structured channel of one JSON line:
 - `{"run_id": ..., "run_dir": ...}` as soon as the run record exists (then progress, the final
-  status and a failure's error go to the run record, never to stdout), or
+  status and a failure's error go to the run record, never to stdout; except that a run stopped
+  because its files cannot be written, a full disk or a read-only file system, adds a second line
+  `{"error": ..., "kind": "StorageError"}`, since its record may not be writable), or
 - `{"error": "<one line>", "kind": "<error class>"}` when it stops before the record exists (bad
   config, no GPU, missing data, a run still being written, an unexpected crash); exit code 2.
 
@@ -101,6 +103,12 @@ def main(argv: list[str] | None = None) -> int:
         msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         print(error_line(msg if user else f"{type(e).__name__}: {msg}", type(e).__name__), flush=True)
         return 2
+    if res.kind == "StorageError":
+        # Its files could not be written (disk full, read-only), so the record may not hold this line:
+        # a second line on the channel says it. Then exit at once: closing run.h5 at interpreter exit
+        # would flush into the full disk (engine.store leaves it as its last flush left it).
+        print(error_line(res.error, res.kind), flush=True)
+        os._exit(EXIT[res.status])
     return EXIT[res.status]
 
 

@@ -27,9 +27,12 @@ from engine.checkpoint import load_checkpoint_verified
 from engine.config import RunConfig, config_from_dict, config_to_dict
 from engine.data.paths import resolve_data_dir
 from engine.data.split import hold_out_validation
+from engine.determinism import apply_determinism
 from engine.env import environment, resolve_device
 from engine.errors import RunStoreError
+from engine.fsio import SPACE_ERRNOS, StorageError
 from engine.loop import Trainer
+from engine.memory import check_memory
 from engine.methods.base import MethodContext
 from engine.models.base import build_model
 from engine.planning import override_hash
@@ -41,7 +44,8 @@ from engine.runlock import (
     lock_held,
     still_running,
 )
-from engine.store import RunStore, RunWriter, read_run
+from engine.store import RUN_FILE, RunStore, RunWriter, read_run
+from engine.store_read import truncation
 
 
 @dataclass(frozen=True)
@@ -52,6 +56,8 @@ class RunResult:
     metrics: dict[str, float]
     acc: np.ndarray
     error: str = ""
+    kind: str = ""
+    """'StorageError' when the run stopped because its files could not be written (status 'interrupted')."""
 
 
 def build_trainer(cfg: RunConfig, data_dir: Path, emit: Callable[[Any], None], run_dir: Path | None = None,
@@ -59,6 +65,7 @@ def build_trainer(cfg: RunConfig, data_dir: Path, emit: Callable[[Any], None], r
     """Device, data, model, method and loop for `cfg` (seeds every RNG first)."""
     load_all()
     device = resolve_device(cfg.device)
+    apply_determinism(cfg.deterministic, device)  # before anything reaches the GPU (cuBLAS reads its env once)
     if cfg.threads > 0:
         torch.set_num_threads(cfg.threads)
     seed_everything(cfg.seed)
@@ -70,7 +77,9 @@ def build_trainer(cfg: RunConfig, data_dir: Path, emit: Callable[[Any], None], r
     ctx = MethodContext(model=model, benchmark=bench, device=device, training=cfg.training, seed=cfg.seed,
                         streams=streams)
     method = METHODS.get(cfg.method.name).impl(cfg.method.options, ctx)
-    return Trainer(cfg, bench, model, method, device, emit, run_dir, checkpoint_extras), device
+    trainer = Trainer(cfg, bench, model, method, device, emit, run_dir, checkpoint_extras)
+    check_memory(trainer)  # a batch that cannot fit is refused now, not out of memory minutes later
+    return trainer, device
 
 
 @contextmanager
@@ -112,18 +121,40 @@ def _fanout(sinks: Iterable[Callable[[Any], None]]) -> Callable[[Any], None]:
 
 def _execute(trainer: Trainer, writer: RunWriter, emit: Callable[[Any], None], stop_at_step: int | None) -> RunResult:
     run_dir = writer.path.parent
+    kind = ""
     try:
         with _stop_on_signals(trainer):
             status = trainer.run(stop_at_step=stop_at_step)
         error = ""
+    except StorageError as e:  # disk full, read-only: stop; the record and the last checkpoint are intact
+        error, kind, status = storage_stop_line(e, run_dir.name), "StorageError", "interrupted"
+        writer.stopped_by(StorageError(error, e.errno))
     except Exception as e:  # recorded in the run; the caller shows one line
         error = f"{type(e).__name__}: {e}"
-        emit(ev.RunFailed(error + "\n" + traceback.format_exc()))
+        try:
+            emit(ev.RunFailed(error + "\n" + traceback.format_exc()))
+        except StorageError:
+            pass  # the failure cannot be recorded either; the caller still gets it
         status = "failed"
     finally:
         writer.set_elapsed(trainer.elapsed)
         writer.close()
-    return RunResult(run_dir.name, run_dir, status, trainer.metrics(), trainer.acc.copy(), error)
+    return RunResult(run_dir.name, run_dir, status, trainer.metrics(), trainer.acc.copy(), error, kind)
+
+
+def storage_stop_line(e: StorageError, run_id: str) -> str:
+    """The one line for a run stopped by a storage error: what failed, and how to go on."""
+    fix = "free some space" if e.errno in SPACE_ERRNOS else "make it writable"
+    return f"{e}; the record and the last checkpoint are intact: {fix}, then resume with: cltui resume {run_id}"
+
+
+def _checkpoint_extras(holder: dict[str, RunWriter]) -> Callable[[], dict[str, Any]]:
+    """What each checkpoint stores about the run record: its row counts (flushing every row first)
+    and the digest of those rows, which resume checks the record against."""
+    def extras() -> dict[str, Any]:
+        counts = holder["w"].counts()
+        return {"store": counts, "store_digests": holder["w"].digests()}
+    return extras
 
 
 def run(cfg: RunConfig, runs_dir: Path, data_dir: str | Path | None = None,
@@ -141,18 +172,18 @@ def run(cfg: RunConfig, runs_dir: Path, data_dir: str | Path | None = None,
     emit = _fanout([lambda e: holder["w"](e) if "w" in holder else None, *sinks])
     try:
         trainer, device = build_trainer(cfg, resolve_data_dir(data_dir), emit, run_dir,
-                                        checkpoint_extras=lambda: {"store": holder["w"].counts()})
+                                        checkpoint_extras=_checkpoint_extras(holder))
+        env = environment(device)
+        env["overrides"] = list(overrides)
+        env["data_source"] = trainer.bench.source
+        env["benchmark_info"] = trainer.bench.info  # e.g. SSMNIST task seeds and class partitions
+        env["method_info"] = trainer.method.describe()
+        writer = RunWriter.create(run_dir, run_id=run_id, config=config_to_dict(cfg), environment=env,
+                                  task_names=trainer.bench.task_names, phase_tasks=trainer.phase_tasks,
+                                  phase_steps=trainer.phase_steps, series=trainer.declarations(), group=group)
     except BaseException:
         shutil.rmtree(run_dir, ignore_errors=True)  # claimed but never written: leave nothing behind
         raise
-    env = environment(device)
-    env["overrides"] = list(overrides)
-    env["data_source"] = trainer.bench.source
-    env["benchmark_info"] = trainer.bench.info  # e.g. SSMNIST task seeds and class partitions
-    env["method_info"] = trainer.method.describe()
-    writer = RunWriter.create(run_dir, run_id=run_id, config=config_to_dict(cfg), environment=env,
-                              task_names=trainer.bench.task_names, phase_tasks=trainer.phase_tasks,
-                              phase_steps=trainer.phase_steps, series=trainer.declarations(), group=group)
     holder["w"] = writer
     emit(ev.RunStarted(run_id, str(run_dir), config_to_dict(cfg), trainer.bench.task_names, trainer.phase_tasks,
                        trainer.phase_steps, str(device)))
@@ -163,32 +194,40 @@ def resume(run_ref: str, runs_dir: Path, data_dir: str | Path | None = None,
            sinks: Iterable[Callable[[Any], None]] = (), stop_at_step: int | None = None) -> RunResult:
     """Continue a stored run from its last checkpoint, to exactly the result of an uninterrupted run."""
     run_dir = RunStore(runs_dir).find(run_ref)
-    rec = read_run(run_dir, with_series=False)
-    if rec.status == "finished":
-        raise RunStoreError(f"run {rec.run_id} already finished; nothing to resume.")
-    if rec.status == "diverged":  # deterministic: it would diverge again at the same step
-        raise RunStoreError(f"run {rec.run_id} diverged; resuming would diverge again: change the config and start it again.")
+    run_id = run_dir.name
+    try:
+        rec = read_run(run_dir, with_series=False)
+    except RunStoreError:
+        if not truncation(run_dir / RUN_FILE):
+            raise
+        rec = None  # cut off: its status proves nothing; RunWriter.reopen rebuilds it from the checkpoint or refuses
+    if rec is not None and rec.status == "finished":
+        raise RunStoreError(f"run {run_id} already finished; nothing to resume.")
+    if rec is not None and rec.status == "diverged":  # deterministic: it would diverge again at the same step
+        raise RunStoreError(f"run {run_id} diverged; resuming would diverge again: change the config and start it again.")
     if lock_held(run_dir):  # RunWriter.reopen takes the lock itself; this only fails before the slow setup
         raise RunLockedError(still_running(run_dir))
     loaded = load_checkpoint_verified(run_dir)  # newest that passes its checksum; damaged ones are reported
     state = loaded.state
     notes = tuple(f"skipped {line}; resuming from the previous checkpoint" for line in loaded.skipped)
-    cfg = config_from_dict(state["config"], where=f"checkpoint of {rec.run_id}")
+    cfg = config_from_dict(state["config"], where=f"checkpoint of {run_id}")
     resolve_device(cfg.device)
     holder: dict[str, RunWriter] = {}
     sinks = list(sinks)
     emit = _fanout([lambda e: holder["w"](e) if "w" in holder else None, *sinks])
     trainer, device = build_trainer(cfg, resolve_data_dir(data_dir), emit, run_dir,
-                                    checkpoint_extras=lambda: {"store": holder["w"].counts()})
+                                    checkpoint_extras=_checkpoint_extras(holder))
     trainer.load_state_dict(state)
-    # The store's row count per series when the checkpoint was taken (saved beside the loop's state).
-    writer = RunWriter.reopen(run_dir, state["store"])
+    # The record rebuilt to the checkpoint: its row count per series, checked against the rows'
+    # digest (checkpoints older than digests carry counts only).
+    writer = RunWriter.reopen(run_dir, state["store"], state.get("store_digests"), state["config"])
     # Rows evaluated after the checkpoint belong to the abandoned continuation: reset them.
     writer.f["acc"][:] = trainer.acc
+    writer.f["acc_initial"][:] = trainer.acc_initial  # a record rebuilt after damage gets it from here too
     writer.f["phase_seconds"][:] = trainer.phase_seconds
     writer.f["progress"][0] = trainer.global_step
     holder["w"] = writer
-    emit(ev.RunStarted(rec.run_id, str(run_dir), config_to_dict(cfg), trainer.bench.task_names, trainer.phase_tasks,
+    emit(ev.RunStarted(run_id, str(run_dir), config_to_dict(cfg), trainer.bench.task_names, trainer.phase_tasks,
                        trainer.phase_steps, str(device), resumed_at_step=trainer.global_step, notes=notes))
     return _execute(trainer, writer, emit, stop_at_step)
 

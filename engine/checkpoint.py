@@ -2,17 +2,20 @@
 
 Contents (format 3): format_version, config, loop (phase, step_in_phase, global_step, elapsed, acc,
 acc_initial, phase_seconds, phase_done, tracker), model, method, optimizer, samplers, streams (every
-named random stream), rng (the global RNGs), analyses (each observer's state), store (the run
-store's row count per series, added by engine/api.py).
+named random stream), rng (the global RNGs), analyses (each observer's state), store and
+store_digests (the run store's row count per series and a SHA-256 of those rows, added by
+engine/api.py; resume checks run.h5 against them).
 
 On disk: `checkpoint.pt` is the newest, `checkpoint.1.pt` … `checkpoint.<K-1>.pt` the older ones.
 Each file is one header line `CLTUI-CHECKPOINT 3 <sha256 of the payload> <payload bytes> <global
 step>` followed by the payload (torch.save of the dict), so a damaged file (flipped bytes, a cut
 tail) is detected before anything is loaded from it, and a UI reads a checkpoint's step from its
-header alone (`checkpoint_step`, no torch). Writing: the new file goes to `checkpoint.pt.tmp` and is fsynced,
-the older ones shift down by one name, then the temp file takes `checkpoint.pt`; a kill at any
-moment leaves at least one complete, verifiable file. Loading tries the newest first and falls back
-to older ones, reporting every file it skipped and why. Formats 1 and 2 (no checksum) are refused.
+header alone (`checkpoint_step`, no torch). Writing: the new file goes to `checkpoint.pt.tmp`, its
+space reserved first and its bytes fsynced; then the older ones shift down by one name, the temp
+file takes `checkpoint.pt` and the directory is fsynced. A kill at any moment leaves at least one
+complete, verifiable file; a full disk or read-only directory fails before anything is renamed
+(StorageError, engine/fsio.py) and leaves no temp file. Loading tries the newest first and falls
+back to older ones, reporting every file it skipped and why. Formats 1 and 2 (no checksum) are refused.
 
 Torch is imported inside the functions that serialise, so the UIs may import this module.
 """
@@ -27,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from engine.errors import RunStoreError
+from engine.fsio import fault_point, fsync_dir, reserve, writing
 
 CHECKPOINT = "checkpoint.pt"
 FORMAT_VERSION = 3
@@ -46,7 +50,10 @@ def _rotated(run_dir: Path, i: int) -> Path:
 
 
 def save_checkpoint(run_dir: Path, state: dict[str, Any], keep: int = 2) -> Path:
-    """Write `state` as the newest checkpoint and keep the `keep` newest files."""
+    """Write `state` as the newest checkpoint and keep the `keep` newest files.
+
+    A full disk or a read-only directory raises engine.fsio.StorageError (one line) and leaves the
+    existing checkpoints as they were: the temp file is removed and nothing has been renamed yet."""
     import torch
 
     run_dir = Path(run_dir)
@@ -57,11 +64,20 @@ def save_checkpoint(run_dir: Path, state: dict[str, Any], keep: int = 2) -> Path
     header = b"%s %d %s %d %d\n" % (_MAGIC, FORMAT_VERSION, hashlib.sha256(payload).hexdigest().encode(),
                                    len(payload), step)
     tmp = run_dir / (CHECKPOINT + ".tmp")
-    with open(tmp, "wb") as f:
-        f.write(header)
-        f.write(payload)
-        f.flush()
-        os.fsync(f.fileno())  # the bytes are on disk before the name says they are a checkpoint
+    try:
+        with writing(tmp, f"the checkpoint at step {step}"):
+            fault_point("checkpoint", tmp)
+            with open(tmp, "wb") as f:
+                # Room for the whole file first: a full disk fails here, not after a partial write.
+                reserve(f.fileno(), 0, len(header) + len(payload))
+                f.write(header)
+                f.write(payload)
+                f.flush()
+                _test_slow_write()
+                os.fsync(f.fileno())  # the bytes are on disk before the name says they are a checkpoint
+    except BaseException:
+        tmp.unlink(missing_ok=True)  # a partial file is no checkpoint (and would be reported as damaged)
+        raise
     # Shift older files down one name (the oldest falls off), then the new one takes checkpoint.pt.
     if keep > 1:
         _rotated(run_dir, keep - 1).unlink(missing_ok=True)
@@ -70,7 +86,21 @@ def save_checkpoint(run_dir: Path, state: dict[str, Any], keep: int = 2) -> Path
             os.replace(_rotated(run_dir, i), _rotated(run_dir, i + 1))
     path = _rotated(run_dir, 0)
     os.replace(tmp, path)
+    fsync_dir(run_dir)  # the renames survive a power cut too
     return path
+
+
+SLOW_WRITE_ENV = "CLTUI_TEST_SLOW_CHECKPOINT"
+"""Test-only: seconds to sleep inside every checkpoint write (after the bytes, before fsync and the
+renames), so that a kill test can land kills inside checkpoint writes. Never set outside tests."""
+
+
+def _test_slow_write() -> None:
+    delay = os.environ.get(SLOW_WRITE_ENV)
+    if delay:
+        import time
+
+        time.sleep(float(delay))
 
 
 def read_checkpoint_file(path: Path) -> dict[str, Any]:

@@ -189,6 +189,7 @@ class RunConfig:
     seed: int = opt(0, "random seed of the run (torch, numpy, python, batch order); 0 to 2^63 - 1")
     device: Literal["auto", "cpu", "cuda"] = opt("auto", "'auto' = CUDA when present, else CPU")
     threads: int = opt(0, f"torch intra-op CPU threads (0 = torch's default, at most {MAX_THREADS}); 1 avoids oversubscription on a busy machine")
+    deterministic: bool = opt(True, "CUDA: deterministic cuDNN/cuBLAS/torch kernels, so a run (and its resume) is exact bit for bit; costs speed (convolutions ~10-30 %, scatter-heavy ops more) and 32 MiB of GPU memory; no effect on the CPU (engine/determinism.py)")
     benchmark: Component = opt(None, "benchmark table")
     model: Component = opt(None, "model table")
     method: Component = opt(None, "method table")
@@ -211,7 +212,7 @@ COMPONENTS: dict[str, tuple[ComponentRegistry[Any], str]] = {
     "method": (METHODS, "finetune"),
 }
 _PLAIN = {"training": TrainingConfig, "evaluation": EvaluationConfig, "checkpoint": CheckpointConfig, "reference": Reference}
-_TOP = {"name": str, "description": str, "seed": int, "device": None, "threads": int}
+_TOP = {"name": str, "description": str, "seed": int, "device": None, "threads": int, "deterministic": bool}
 
 
 def _validate(raw: dict[str, Any]) -> RunConfig:

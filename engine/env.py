@@ -11,6 +11,7 @@ from typing import Any
 
 import torch
 
+from engine.determinism import determinism_state
 from engine.errors import DeviceError
 
 
@@ -58,4 +59,6 @@ def environment(device: torch.device) -> dict[str, Any]:
         "device": str(device),
         "device_name": dev_name,
         "torch_threads": torch.get_num_threads(),
+        # CUDA only: CPU runs are deterministic without flags (engine/determinism.py)
+        "determinism": determinism_state() if device.type == "cuda" else {},
     }

@@ -66,6 +66,9 @@ class RunHandle:
     proc: subprocess.Popen[str] | None = field(default=None, repr=False, compare=False)
     notes: tuple[str, ...] = ()
     """What the engine said a person should know about this start (e.g. a damaged checkpoint skipped)."""
+    error: str = ""
+    """Set by `poll` once the run ended, when the engine said why on its channel (a run stopped by a
+    full disk or a read-only file system, whose record may not hold the line)."""
 
 
 class Executor(Protocol):
@@ -171,6 +174,7 @@ class LocalExecutor:
             code = handle.proc.poll()
             if code is None:
                 return None
+            handle.error = handle.error or _channel_error(handle.proc)
             self.reap()
             # The record knows best (a SIGKILLed child leaves 'running' with a free lock: interrupted).
             return record_status(handle.run_dir) or EXIT_STATUS.get(code, "failed")
@@ -209,6 +213,24 @@ class LocalExecutor:
     def reap(self) -> None:
         """Collect exited children (a detached child stays a zombie until its parent polls it)."""
         self._children = [p for p in self._children if p.poll() is None]
+
+
+def _channel_error(proc: subprocess.Popen[str]) -> str:
+    """The error line an ended engine wrote after its announcement (engine.__main__), or ''."""
+    if proc.stdout is None or proc.stdout.closed:
+        return ""
+    try:
+        rest = proc.stdout.read()
+    except (OSError, ValueError):
+        return ""
+    for line in rest.splitlines():
+        try:
+            info = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(info, dict) and "error" in info:
+            return str(info["error"])
+    return ""
 
 
 # -- driving a plan ---------------------------------------------------------------------------------
@@ -271,7 +293,7 @@ def run_all(executor: Executor, runs: Sequence[PlannedRun], parallel: int = 1,
             if status is None:
                 still.append((run, handle))
             else:
-                ended(Outcome(run, handle, status))
+                ended(Outcome(run, handle, status, handle.error, "StorageError" if handle.error else ""))
         active = still
         if active:
             time.sleep(poll_every)

@@ -24,6 +24,7 @@ import time
 from pathlib import Path
 
 from engine.errors import RunStoreError
+from engine.fsio import fault_point, writing
 
 LOCK_FILE = "writer.lock"
 HEARTBEAT_STALE_S = 300.0
@@ -52,7 +53,9 @@ def claim_run_dir(root: Path, preset: str, seed: int, tag: str, stamp: str | Non
     for n in range(1, 10_000):
         run_id = base if n == 1 else f"{base}-{n}"
         try:
-            (root / run_id).mkdir()
+            with writing(root / run_id, "creating the run's directory"):  # full or read-only: one line
+                fault_point("rundir", root / run_id)
+                (root / run_id).mkdir()
         except FileExistsError:
             continue
         return run_id, root / run_id
@@ -72,16 +75,21 @@ class WriterLock:
 
         The short wait only rides out readers' probes (each holds a shared lock for microseconds)."""
         path = Path(run_dir) / LOCK_FILE
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        with writing(path, "taking the run's writer lock"):  # a read-only run directory: one line
+            fault_point("lock", path)
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
         end = time.monotonic() + wait
         while True:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
                 # Say who holds it, for the message a second writer gets (only ever read, never trusted
                 # for liveness: the flock alone says whether the holder is alive).
-                os.ftruncate(fd, 0)
-                os.pwrite(fd, f"pid {os.getpid()} on {socket.gethostname()} since "
-                              f"{time.strftime('%Y-%m-%d %H:%M:%S')}".encode(), 0)
+                try:
+                    os.ftruncate(fd, 0)
+                    os.pwrite(fd, f"pid {os.getpid()} on {socket.gethostname()} since "
+                                  f"{time.strftime('%Y-%m-%d %H:%M:%S')}".encode(), 0)
+                except OSError:
+                    pass  # a full disk: the holder's line is only for messages; the flock is what counts
                 return cls(fd, path)
             except BlockingIOError:
                 if time.monotonic() > end:

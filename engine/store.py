@@ -37,18 +37,26 @@ lock is free is interrupted).
 Every dataset exists from creation and only changes value or grows, which is what HDF5's
 single-writer/multiple-reader (SWMR) mode requires: a second process opens the file with
 `h5py.File(path, "r", libver="latest", swmr=True)` and reads it while it is being written.
-The writer's row counts per series (`RunWriter.counts()`) go into each checkpoint, so a resumed
-run truncates every series to what existed when its checkpoint was taken.
+The writer's row counts per series (`RunWriter.counts()`) go into each checkpoint, with a SHA-256
+of each series' rows so far (`RunWriter.digests()`: per row, its int64 step then the value's bytes).
+Resuming rebuilds the record to what that checkpoint proves (`RunWriter.reopen`): rows past the
+checkpoint are dropped, the rows before it are kept only if they hash to its digest, and a record
+missing or contradicting counted rows is refused, never filled with zeros.
+
+A full disk or a read-only file system (engine/fsio.py): each flush first reserves the room HDF5 may
+need, so a failed write leaves run.h5 as its last flush left it (readable, listed, resumable once
+there is space) and raises StorageError with one line; the writer never touches the file again.
 Torch-free.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -57,26 +65,35 @@ import numpy as np
 
 from engine import events as ev
 from engine.errors import RunStoreError, suggest
+from engine.fsio import StorageError, fault_point, reserve, trim_to_superblock, writing
 from engine.metrics import METRIC_NAMES
 from engine.series import SCALAR_NAMES, SeriesSet, SeriesSpec
 from engine.store_read import DIVERGENCE_FIELDS, RUN_FILE, RunRecord, Series, _s, read_run, truncation
 from engine.runlock import WriterLock
+from engine.salvage import salvage
+from engine.store_file import FORMAT_VERSION, fill_new, rewrite_clean, row_bytes
 
 __all__ = ["DIVERGENCE_FIELDS", "FORMAT_VERSION", "RUN_FILE", "SCALAR_NAMES", "RunRecord", "RunStore", "RunWriter", "Series",
            "read_run"]
 
-FORMAT_VERSION = 2
 STATUSES = ("running", "finished", "interrupted", "failed", "diverged")
-_STR = h5py.string_dtype()
 
 
-def _plain(obj: Any) -> Any:
-    """JSON fallback for numpy scalars and arrays in environment facts."""
-    if isinstance(obj, np.generic):
-        return obj.item()
-    if isinstance(obj, np.ndarray):
-        return obj.tolist()
-    return str(obj)
+_ABANDONED: list[h5py.File] = []
+"""Files a writer stopped touching after a storage error: kept referenced so that garbage collection
+never closes them (closing flushes, into a full disk); on disk they stay as their last flush left them."""
+
+
+def _forget_abandoned(path: Path) -> None:
+    """Close this process's abandoned handle of `path` before it is reopened (an in-process resume
+    after a storage error: HDF5 refuses a second open of a file it holds). What it flushes now is
+    what the file missed; the resume's checks then judge the file as they would any other."""
+    for f in [f for f in _ABANDONED if f.id.valid and Path(f.filename).resolve() == path.resolve()]:
+        _ABANDONED.remove(f)
+        try:
+            f.close()
+        except Exception:  # noqa: S110 - a failed close leaves the file as it was; the checks below decide
+            pass
 
 
 class RunWriter:
@@ -93,6 +110,12 @@ class RunWriter:
         # Rows wait here until the next flush (at most half a second): one resize per series and
         # flush instead of one per row measured 8.6 → ~1 ms per logged step with 8 series.
         self._pending: dict[str, list[tuple[int, np.ndarray]]] = {}
+        self._hashes = {n: hashlib.sha256() for n in names}  # of the rows written so far (digests())
+        # Bytes of one chunk of each series' two datasets: a flush may allocate one new chunk of each.
+        self._chunk_bytes = {n: sum(int(np.prod(ds.chunks)) * ds.dtype.itemsize for ds in pair)
+                             for n, pair in self._datasets.items()}
+        self.broken: StorageError | None = None
+        """Set when a write failed for lack of space or permission: the file is never written again."""
 
     # -- creation / reopening ------------------------------------------------------------------
     @classmethod
@@ -105,98 +128,117 @@ class RunWriter:
         lock = WriterLock.acquire(run_dir)  # before run.h5 exists, so no reader sees an unlocked 'running'
         path = run_dir / RUN_FILE
         try:
-            f = h5py.File(path, "w-", libver="latest")  # never overwrite another run's record
+            with writing(path, "creating the run record"):
+                fault_point("store", path)
+                f = h5py.File(path, "w-", libver="latest")  # never overwrite another run's record
+                try:
+                    fill_new(f, run_id, config, environment, task_names, phase_tasks, phase_steps, specs, group)
+                    f.flush()  # a complete record on disk before any later write can fail
+                except BaseException:
+                    f.close()
+                    path.unlink(missing_ok=True)  # a half-made record is no record: the run never started
+                    raise
         except BaseException:
             lock.release()
             raise
-        t, p = len(task_names), len(phase_tasks)
-        a = f.attrs
-        a["format_version"] = FORMAT_VERSION
-        a["run_id"] = run_id
-        a["created"] = time.strftime("%Y-%m-%dT%H:%M:%S")
-        a["preset"] = config.get("name", "")
-        a["benchmark"] = config["benchmark"]["name"]
-        a["method"] = config["method"]["name"]
-        a["model"] = config["model"]["name"]
-        a["seed"] = int(config["seed"])
-        a["group"] = group
-        a["task_names"] = json.dumps(task_names)
-        a["phase_tasks"] = json.dumps(phase_tasks)
-        a["phase_steps"] = json.dumps(phase_steps)
-        a["metric_names"] = json.dumps(list(METRIC_NAMES))
-        a["series_names"] = json.dumps(specs.names())
-        f.create_dataset("config", data=json.dumps(config, indent=1), dtype=_STR)
-        f.create_dataset("environment", data=json.dumps(environment, indent=1, default=_plain), dtype=_STR)
-        f.create_dataset("status", data="running", dtype=_STR)
-        f.create_dataset("error", data="", dtype=_STR)
-        f.create_dataset("pid", data=os.getpid(), dtype="i8")
-        f.create_dataset("progress", data=np.array([0, sum(phase_steps)], dtype="i8"))
-        f.create_dataset("times", data=np.array([time.time(), 0.0]))
-        f.create_dataset("acc", data=np.full((p, t), np.nan))
-        f.create_dataset("acc_initial", data=np.full(t, np.nan))
-        f.create_dataset("phase_seconds", data=np.full(p, np.nan))
-        f.create_dataset("metrics", data=np.full(len(METRIC_NAMES), np.nan))
-        f.create_dataset("divergence", data=np.full(len(DIVERGENCE_FIELDS), np.nan))
-        for spec in specs:
-            _create_series(f, spec)
-        f.swmr_mode = True
         return cls(path, f, lock)
 
     @classmethod
-    def reopen(cls, run_dir: Path, counts: dict[str, int]) -> RunWriter:
-        """Reopen for resuming; truncate every series to its row count in the checkpoint being resumed.
+    def reopen(cls, run_dir: Path, counts: dict[str, int], digests: dict[str, str] | None = None,
+               config: dict[str, Any] | None = None) -> RunWriter:
+        """Reopen for resuming, rebuilding the record to what the checkpoint being resumed proves.
 
-        A series the checkpoint does not name had no rows then, so it is emptied.
+        Every series is truncated to its row count in the checkpoint (a series the checkpoint does not
+        name had no rows then: emptied). The rows kept must hash to the checkpoint's digest (a
+        checkpoint written before digests existed gives None: counts only). Fewer rows than counted,
+        or rows that differ, cannot be rebuilt: RunStoreError, never zeros in their place. A cut-off
+        file is rebuilt from what the checkpoint (`config`, counts, digests) proves: engine/salvage.py.
         """
         path = run_dir / RUN_FILE
         lock = WriterLock.acquire(run_dir)  # RunLockedError while another process writes it
-        cut = truncation(path)  # never rebuild or train on a cut-off record (HDF5 reads zeros or hangs)
+        _forget_abandoned(path)
+        cut = truncation(path)  # never train on a cut-off record as it is (HDF5 reads zeros or hangs)
         if cut:
-            lock.release()
-            raise RunStoreError(cut)
-        try:
             try:
-                f = h5py.File(path, "r+", libver="latest")
-            except OSError:
-                # A writer killed mid-run leaves HDF5's "open for writing" flag set; rebuild a clean copy.
-                _rewrite_clean(path)
-                f = h5py.File(path, "r+", libver="latest")
+                if config is None:
+                    raise RunStoreError("no checkpoint config to prove it against")
+                with writing(path, "rebuilding the damaged run record"):
+                    salvage(path, counts, digests, config)
+            except RunStoreError as e:
+                lock.release()
+                raise RunStoreError(f"{cut}; it cannot be rebuilt from its checkpoint: {e}") from None
+        try:
+            with writing(path, "reopening the run record to resume it"):
+                try:
+                    f = h5py.File(path, "r+", libver="latest")
+                except OSError:
+                    # A writer killed mid-run leaves HDF5's "open for writing" flag set; rebuild a clean copy.
+                    rewrite_clean(path)
+                    f = h5py.File(path, "r+", libver="latest")
         except BaseException:
             lock.release()
             raise
-        version = int(f.attrs["format_version"])
-        if version != FORMAT_VERSION:
+        try:
+            return cls._rebuilt(path, f, lock, counts, digests)
+        except BaseException:
             f.close()
             lock.release()
+            raise
+
+    @classmethod
+    def _rebuilt(cls, path: Path, f: h5py.File, lock: WriterLock, counts: dict[str, int],
+                 digests: dict[str, str] | None) -> RunWriter:
+        """`reopen`'s checks and truncation (module doc: what a checkpoint proves)."""
+        run_dir = path.parent
+        version = int(f.attrs["format_version"])
+        if version != FORMAT_VERSION:
             raise RunStoreError(f"run {run_dir} has run-file format {version}; "
                                 f"only format {FORMAT_VERSION} runs can be resumed.")
         w = cls(path, f, lock)
         for name in w.specs.names():
             want = int(counts.get(name, 0))
-            short = {k: ds.shape[0] for k, ds in f[f"series/{name}"].items() if ds.shape[0] < want}
-            if short:  # the file lost rows the checkpoint counted: never continue with a gap
-                w.close()
-                raise RunStoreError(f"run {run_dir}: run.h5 holds fewer rows of series {name!r} ({min(short.values())}) "
+            steps, vals = w._datasets[name]
+            have = min(steps.shape[0], vals.shape[0])
+            if have < want:  # the file lost rows the checkpoint counted: never continue with a gap
+                raise RunStoreError(f"run {run_dir}: run.h5 holds fewer rows of series {name!r} ({have}) "
                                     f"than its checkpoint counted ({want}); the record is damaged and cannot be "
                                     "resumed exactly")
-            for ds in f[f"series/{name}"].values():
-                ds.resize(want, axis=0)
-        f["status"][()] = "running"
-        f["error"][()] = ""
-        f["pid"][()] = os.getpid()
-        if "divergence" not in f:  # a record made before divergence was recorded (SWMR allows no new datasets later)
-            f.create_dataset("divergence", data=np.full(len(DIVERGENCE_FIELDS), np.nan))
-        f.swmr_mode = True
+            h = hashlib.sha256(row_bytes(steps[:want], vals[:want]))
+            if digests is not None and name in digests and h.hexdigest() != digests[name]:
+                raise RunStoreError(f"run {run_dir}: run.h5's first {want} rows of series {name!r} differ from "
+                                    "what its checkpoint recorded (checksum mismatch); the record is damaged and "
+                                    "cannot be resumed exactly")
+            w._hashes[name] = h
+        with writing(path, "rebuilding the run record to its checkpoint"):
+            fault_point("store", path)
+            reserve(w._fd(), f.id.get_filesize(), 1 << 20)  # the writes below must not meet a full disk
+            for name in w.specs.names():
+                for ds in w._datasets[name]:  # rows past the checkpoint belong to an abandoned continuation
+                    ds.resize(int(counts.get(name, 0)), axis=0)
+            f["status"][()] = "running"
+            f["error"][()] = ""
+            f["pid"][()] = os.getpid()
+            if "divergence" not in f:  # a record made before divergence was recorded (SWMR allows no new datasets later)
+                f.create_dataset("divergence", data=np.full(len(DIVERGENCE_FIELDS), np.nan))
+            f.swmr_mode = True
         return w
+
+    def _fd(self) -> int:
+        """The OS file descriptor HDF5 writes run.h5 through (its default 'sec2' driver)."""
+        fd: int = self.f.id.get_vfd_handle()
+        return fd
 
     # -- writing ------------------------------------------------------------------------------
     def counts(self) -> dict[str, int]:
         """Rows per series (stored in checkpoints so that resume can truncate to them). Writes the
         pending rows and flushes the file first, so every row counted is in run.h5 before the
         checkpoint that counts it exists (a kill -9 after the checkpoint loses none)."""
-        self._write_pending()
         self.flush(force=True)
         return {name: int(steps.shape[0]) for name, (steps, _) in self._datasets.items()}
+
+    def digests(self) -> dict[str, str]:
+        """SHA-256 of each series' rows so far, as stored (call right after counts(): none pending)."""
+        return {name: h.hexdigest() for name, h in self._hashes.items()}
 
     def append(self, name: str, step: int, value: Any) -> None:
         """Add one row to series `name` (written at the next flush); undeclared names and wrong shapes
@@ -208,22 +250,52 @@ class RunWriter:
         for name, rows in self._pending.items():
             steps, vals = self._datasets[name]
             n, k = steps.shape[0], len(rows)
+            new_vals = np.stack([r for _, r in rows])
+            new_steps = np.array([st for st, _ in rows], dtype="i8")
             vals.resize(n + k, axis=0)
-            vals[n:] = np.stack([r for _, r in rows])
+            vals[n:] = new_vals
             steps.resize(n + k, axis=0)  # the steps last: a reader trims to the shorter of the two
-            steps[n:] = [st for st, _ in rows]
+            steps[n:] = new_steps
+            self._hashes[name].update(row_bytes(new_steps, new_vals))
         self._pending.clear()
 
-    def flush(self, force: bool = False) -> None:
+    def _headroom(self) -> int:
+        """Bytes a flush of the pending rows may add to the file: the rows, one new chunk of each
+        series written, and 64 KiB of metadata (object headers, chunk indexes, the superblock)."""
+        need = 1 << 16
+        for name, rows in self._pending.items():
+            need += len(rows) * (8 + rows[0][1].nbytes) + self._chunk_bytes[name]
+        return need
+
+    def flush(self, force: bool = False, change: Callable[[], None] | None = None) -> None:
+        """Write the pending rows and flush (at most every half second unless `force` or `change`).
+
+        Room is reserved first, so a full disk fails here (StorageError) before HDF5 writes a byte.
+        `change` runs after the reservation: variable-length strings (status, error) go to HDF5's
+        global heap, and a string written without the flush that stores its heap would leave the
+        record unreadable if that flush then failed."""
+        if self.broken is not None:
+            raise self.broken
         now = time.time()
-        if force or now - self._last_flush > 0.5:  # readers see new data within half a second
-            self._write_pending()
-            self.f["times"][0] = now
-            self.f.flush()
+        if force or change is not None or now - self._last_flush > 0.5:  # readers see new data within 0.5 s
+            try:
+                with writing(self.path, "flushing the run record"):
+                    fault_point("store", self.path)
+                    reserve(self._fd(), self.f.id.get_filesize(), self._headroom())
+                    if change is not None:
+                        change()
+                    self._write_pending()
+                    self.f["times"][0] = now
+                    self.f.flush()
+            except StorageError as e:
+                self.broken = e
+                raise
             self._last_flush = now
 
     def __call__(self, event: Any) -> None:
         """Event sink: store what each event says."""
+        if self.broken is not None:
+            return  # the run is stopping on its storage error (engine.api); nothing more is written
         f = self.f
         if isinstance(event, ev.StepLogged):
             for name, value in event.values.items():
@@ -250,52 +322,51 @@ class RunWriter:
             f["progress"][0] = event.step  # where it stopped (progress otherwise moves at log steps)
             self.set_status("interrupted")
         elif isinstance(event, ev.RunFailed):
-            f["error"][()] = event.error
-            self.set_status("failed")
+            self.set_status("failed", event.error)
         elif isinstance(event, ev.RunDiverged):
             f["divergence"][:] = [getattr(event, k) for k in DIVERGENCE_FIELDS]
             self.set_status("diverged")
 
     def set_elapsed(self, seconds: float) -> None:
-        self.f["times"][1] = seconds
+        if self.broken is None:
+            self.f["times"][1] = seconds
 
     def set_metrics(self, metrics: dict[str, float]) -> None:
         self.f["metrics"][:] = [metrics.get(n, np.nan) for n in METRIC_NAMES]
 
-    def set_status(self, status: str) -> None:
-        self.f["status"][()] = status
-        self.flush(force=True)
+    def set_status(self, status: str, error: str | None = None) -> None:
+        def change() -> None:
+            if error is not None:
+                self.f["error"][()] = error
+            self.f["status"][()] = status
+
+        self.flush(change=change)
+
+    def stopped_by(self, error: StorageError) -> None:
+        """The run stops on a storage error: record it as interrupted (resumable) with the error's
+        line, if the record can still be written; else leave the file as its last flush left it
+        (status 'running' with a free lock: readers show it interrupted)."""
+        if self.broken is not None:
+            return
+        try:
+            self.set_status("interrupted", str(error))
+        except StorageError:
+            pass  # self.broken is set: close() leaves the file alone
 
     def close(self) -> None:
         if self.f.id.valid:
-            self.flush(force=True)
-            self.f.close()
+            if self.broken is None:
+                try:
+                    self.flush(force=True)
+                except StorageError:
+                    pass  # self.broken is set now
+            if self.broken is None:
+                self.f.close()
+                trim_to_superblock(self.path)  # the reserved room it did not use
+            else:
+                _ABANDONED.append(self.f)  # never closed here: closing flushes, into a full disk
         if self.lock is not None:
             self.lock.release()
-
-
-def _create_series(f: h5py.File, spec: SeriesSpec) -> None:
-    """`series/<name>/{step,value}`, empty and growable, with the declaration as attributes."""
-    g = f.create_group(f"series/{spec.name}")
-    for k, v in spec.attrs().items():
-        g.attrs[k] = v
-    row = int(np.prod(spec.shape)) if spec.shape else 1
-    rows = max(1, min(1024, (1 << 16) // row))  # chunks of ~64k values: small appends, bounded chunk size
-    g.create_dataset("step", shape=(0,), maxshape=(None,), dtype="i8", chunks=(1024,))
-    g.create_dataset("value", shape=(0, *spec.shape), maxshape=(None, *spec.shape), dtype=spec.dtype,
-                     chunks=(rows, *spec.shape))
-
-
-def _rewrite_clean(path: Path) -> None:
-    """Copy every object of a file left open by a dead writer into a fresh file, then swap it in."""
-    tmp = path.with_suffix(".h5.tmp")
-    with h5py.File(path, "r", libver="latest", swmr=True) as src, h5py.File(tmp, "w", libver="latest") as dst:
-        for k, v in src.attrs.items():
-            dst.attrs[k] = v
-        for name in src:
-            src.copy(src[name], dst, name=name)
-        # Resizable datasets must stay resizable; h5py's copy keeps maxshape and chunks.
-    os.replace(tmp, path)
 
 
 class RunStore:
@@ -306,10 +377,13 @@ class RunStore:
 
     def check_writable(self) -> None:
         try:
-            self.root.mkdir(parents=True, exist_ok=True)
-            probe = self.root / f".write-test-{os.getpid()}"
-            probe.write_bytes(b"")
-            probe.unlink()
+            with writing(self.root, "the runs directory"):
+                self.root.mkdir(parents=True, exist_ok=True)
+                probe = self.root / f".write-test-{os.getpid()}"
+                probe.write_bytes(b"")
+                probe.unlink()
+        except StorageError as e:
+            raise StorageError(f"{e}; choose another with --runs-dir or CLTUI_RUNS_DIR", e.errno) from None
         except OSError as e:
             raise RunStoreError(f"runs directory {self.root} is not writable ({e.strerror}); "
                                 "choose another with --runs-dir or CLTUI_RUNS_DIR.") from None

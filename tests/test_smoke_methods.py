@@ -1,4 +1,5 @@
-"""Every registered method runs a few steps end to end and survives a state_dict round trip."""
+"""Every registered method learns in a few steps end to end (well above chance) and survives a
+state_dict round trip."""
 
 from __future__ import annotations
 
@@ -18,13 +19,26 @@ MODEL_FOR = {"supsup": ("model.name=supermask_mlp",)}
 """Methods that need a particular kind of model (supsup: fixed weights with per-task masks)."""
 
 
+CHANCE = 50.0
+"""Every task of the tiny config is a 2-way split of MNIST digits."""
+LEARNED = 75.0
+"""What a method must reach on each task it has just trained: chance + 25 points. Measured at 20
+steps (3 tasks, batch 32): every method's mean diagonal is 89 to 99 %, the lowest single task 79.5 %
+(masking_si on its second task; the masks shrink the trained net); at 10 steps masking's mean was
+62 %, so 20 steps it is. A broken update, head or mask stays near 50 %.
+Forgetting is not judged here: after 20 steps finetune's final accuracy is ~80 % and scratch's
+~70 %, by design."""
+
+
 @pytest.mark.parametrize("method", METHODS.names())
-def test_method_runs_on_split_mnist(tmp_path: Path, method: str) -> None:
-    res = api.run(tiny(*MODEL_FOR.get(method, ()), method=method, steps=10), tmp_path)
+def test_method_learns_on_split_mnist(tmp_path: Path, method: str) -> None:
+    res = api.run(tiny(*MODEL_FOR.get(method, ()), method=method, steps=20), tmp_path)
     assert res.status == "finished", res.error
     last = res.acc[-1]
     assert np.all((last >= 0) & (last <= 100))
-    assert res.metrics["final"] > 40  # 2-way tasks: better than a broken network
+    # Each task right after it was trained (the diagonal); multitask trains all tasks in one phase.
+    learned = np.diag(res.acc) if res.acc.shape[0] == res.acc.shape[1] else res.acc[-1]
+    assert learned.min() > LEARNED, f"{method} learned only {learned.round(1).tolist()} % (chance {CHANCE} %)"
 
 
 @pytest.mark.parametrize("method", METHODS.names())

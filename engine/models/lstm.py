@@ -24,6 +24,12 @@ Two implementations of the same function:
   not zero, but nothing can see it. Cost: one [4H, H] multiply per call.
 * `auto` (default) uses `fast` unless a gain is not 0/1 (checking costs one device sync per call).
 
+cuDNN refuses an RNN backward after a forward in inference mode ("cudnn RNN backward can only be
+called in training mode", spec §7 item 21), which EWC's Fisher needs (gradients with the model in
+eval mode). A one-layer LSTM without dropout computes the same function in both modes, so on CUDA
+the fused call runs in training mode whenever autograd records (`fused_train_mode`); evaluation
+under no_grad keeps cuDNN's faster inference mode, and CPU calls are unchanged.
+
 On CUDA the per-call weights are not one contiguous cuDNN buffer, so cuDNN copies them into one at
 every call (about 1 MB for H = 256: small next to the recurrence) and warns about it each time; the
 first CUDA call installs a filter for that one warning (`_quiet_cudnn_weight_warning`).
@@ -106,6 +112,16 @@ def lstm_fast(x: Tensor, lengths: Tensor | None, w: list[Tensor], mask: Tensor |
     return h_last
 
 
+CUDNN_DEVICES = ("cuda",)
+"""Device types whose fused RNN refuses a backward through an inference-mode forward (tests widen it)."""
+
+
+def fused_train_mode(training: bool, x: Tensor) -> bool:
+    """The `train` flag for the fused LSTM: the module's mode, except on cuDNN devices while autograd
+    records, where it must be True for a backward to exist (same function: one layer, no dropout)."""
+    return training or (x.device.type in CUDNN_DEVICES and torch.is_grad_enabled())
+
+
 def is_binary(mask: Tensor) -> bool:
     return bool(((mask == 0) | (mask == 1)).all())
 
@@ -139,7 +155,7 @@ class LSTMLayer(nn.Module):
             return lstm_reference(x, lengths, w, gain)
         if gain is not None and self.impl == "fast" and not is_binary(gain):
             raise ValueError("the fast LSTM takes only 0/1 unit masks; use impl = 'reference' or 'auto'")
-        return lstm_fast(x, lengths, w, gain, self.training)
+        return lstm_fast(x, lengths, w, gain, fused_train_mode(self.training, x))
 
     def extra_repr(self) -> str:
         return f"n_in={self.weight_ih.shape[1]}, hidden={self.hidden}, impl={self.impl!r}"
