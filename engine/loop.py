@@ -163,7 +163,7 @@ class Trainer:
             xs = torch.cat([b.x for _, b in groups])
             lens = None if groups[0][1].lengths is None else torch.cat([b.lengths for _, b in groups
                                                                           if b.lengths is not None])
-            out = self.method.forward(xs, lens, groups[0][0]).split([b.y.shape[0] for _, b in groups])
+            out = torch.split(self.method.forward(xs, lens, groups[0][0]), [b.y.shape[0] for _, b in groups])
             return [(t, b, o.index_select(1, self.bench.head(t))) for (t, b), o in zip(groups, out)]
         return [(t, b, self.method.head_logits(b.x, b.lengths, t)) for t, b in groups]
 
@@ -311,7 +311,7 @@ class Trainer:
                 task_loss = torch.zeros((), device=self.device)
                 correct = torch.zeros((), device=self.device)
                 with self.l1.capture():  # the L1 activation penalty reads this forward's unit layers
-                    for t, b, logits in self.forward_groups(groups):
+                    for _, b, logits in self.forward_groups(groups):
                         task_loss = task_loss + F.cross_entropy(logits, b.y, reduction="sum")
                         correct = correct + (logits.detach().argmax(1) == b.y).sum()
                 task_loss = task_loss / tr.batch_size

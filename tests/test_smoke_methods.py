@@ -15,8 +15,9 @@ from tests.conftest import tiny
 
 load_all()
 
-MODEL_FOR = {"supsup": ("model.name=supermask_mlp",)}
-"""Methods that need a particular kind of model (supsup: fixed weights with per-task masks)."""
+MODEL_FOR = {"supsup": ("model.name=supermask_mlp",), "ogd": ("method.lr_divisor=1",)}
+"""Methods that need a particular kind of model (supsup: fixed weights with per-task masks), or a
+setting for a 20-step task (OGD's default divides the learning rate by 5 after the first task)."""
 
 
 CHANCE = 50.0
