@@ -134,6 +134,7 @@ class TrainingConfig:
 class EvaluationConfig:
     batch_size: int = opt(2000, f"evaluation batch size (1 to {MAX_BATCH:,})")
     initial: bool = opt(True, "test the untrained network on every task first (needed for forward transfer)")
+    upper: Literal["none", "next", "all"] = opt("next", "after each phase, test the tasks not trained yet: 'next' = only the next phase's (what forward transfer needs), 'all' = every one (the full matrix), 'none' = none. Seen tasks are always tested")
 
     def __post_init__(self) -> None:
         if not 1 <= self.batch_size <= MAX_BATCH:
