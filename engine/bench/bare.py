@@ -50,7 +50,7 @@ def bare_run(cfg: RunConfig, bench: Any, model: torch.nn.Module, device: torch.d
     fisher: list[Tensor] | None = None
     anchor: list[Tensor] | None = None
     acc: list[list[float]] = []
-    params = list(model.parameters())
+    params: list[Tensor] = list(model.parameters())
     cpu0, wall0 = time.process_time(), time.perf_counter()
     eval_cpu = 0.0
     for t, task in enumerate(bench.tasks):
@@ -68,7 +68,7 @@ def bare_run(cfg: RunConfig, bench: Any, model: torch.nn.Module, device: torch.d
                 pen = sum((f * (p - a).square()).sum() for f, p, a in zip(fisher, params, anchor))
                 loss = loss + o.ewc_lambda * 0.5 * pen
             opt.zero_grad(set_to_none=True)
-            loss.backward()
+            torch.autograd.backward(loss)  # = loss.backward(), which is untyped
             if tr.clip_grad_norm > 0:
                 torch.nn.utils.clip_grad_norm_(params, tr.clip_grad_norm)
             opt.step()
@@ -101,9 +101,9 @@ def _evaluate(model: torch.nn.Module, bench: Any, task: int, batch_size: int, de
     model.eval()
     data = bench.tasks[task]
     correct = 0
-    n = data.size("test")
+    n: int = data.size("test")
     for start in range(0, n, batch_size):
         b = data.get("test", torch.arange(start, min(n, start + batch_size), device=device))
         correct += int((model(b.x, b.lengths)[:, bench.head_columns[task]].argmax(1) == b.y).sum())
     model.train()
-    return correct * 100.0 / max(1, n)
+    return float(correct * 100.0 / max(1, n))

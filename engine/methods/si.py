@@ -102,8 +102,8 @@ def predicted_steps(opt: torch.optim.Optimizer, params: list[Tensor], grads: lis
         d = gs if wd == 0 or decoupled else torch._foreach_add(gs, ps, alpha=wd)
         m = [st["exp_avg"] if "exp_avg" in st else torch.zeros_like(p) for st, p in zip(states, ps)]
         v = [st["exp_avg_sq"] if "exp_avg_sq" in st else torch.zeros_like(p) for st, p in zip(states, ps)]
-        m = torch._foreach_lerp(m, d, 1 - beta1)
-        v = torch._foreach_mul(v, beta2)
+        m = list(torch._foreach_lerp(m, d, 1 - beta1))
+        v = list(torch._foreach_mul(v, beta2))
         torch._foreach_addcmul_(v, d, d, value=1 - beta2)
         step_size = lr / (1 - beta1**step)
         denom = torch._foreach_div(torch._foreach_sqrt(v), (1 - beta2**step) ** 0.5)
