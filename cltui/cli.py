@@ -21,7 +21,6 @@ from enum import Enum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
-import numpy as np
 import typer
 from rich.console import Console
 
@@ -399,6 +398,8 @@ def export(
     runs_dir: RunsDir = None,
 ) -> None:
     """Export a run: its accuracy matrix as CSV, or config, matrix, metrics, curves and every recorded series as JSON."""
+    import numpy as np  # here, not at the top: `cltui --help` and most commands never need it
+
     from engine.store import RunStore, read_run
 
     try:
