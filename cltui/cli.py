@@ -461,9 +461,16 @@ def bench(
 
     if repeats < 1 or (steps is not None and steps < 1):
         fail("--repeats and --steps must be at least 1")
+    meta = {"steps": steps, "repeats": repeats, "device": device.value if device else "auto", "overrides": list(set_)}
+
+    def save(so_far: list[Any]) -> None:  # after each preset, so an interrupted bench keeps what it measured
+        if json_:
+            write_json(json_, [m.summary() for m in so_far], meta)
+
     try:
         measured = bench_presets(list(presets or DEFAULT_PRESETS), steps, device.value if device else None,
-                                 data_dir, repeats, list(set_), progress=lambda s: err_console.print(s, style="dim"))
+                                 data_dir, repeats, list(set_), progress=lambda s: err_console.print(s, style="dim"),
+                                 done=save)
     except CltuiError as e:
         fail(str(e))
     results = [m.summary() for m in measured]
@@ -476,11 +483,6 @@ def bench(
         if s["bare_note"]:
             console.print(f"{s['preset']}: {s['bare_note']}")
     if json_:
-        try:
-            write_json(json_, results, {"steps": steps, "repeats": repeats, "device": device.value if device else "auto",
-                                        "overrides": list(set_)})
-        except CltuiError as e:
-            fail(str(e))
         console.print(f"wrote {json_}")
 
 

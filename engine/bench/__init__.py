@@ -88,8 +88,10 @@ def _child(job: dict[str, Any]) -> dict[str, Any]:
 
 def bench_presets(presets: list[str], steps: int | None = None, device: str | None = None,
                   data_dir: Path | None = None, repeats: int = 3, overrides: list[str] | None = None,
-                  syncs: bool = True, progress: Callable[[str], None] = lambda s: None) -> list[PresetBench]:
-    """Measure each preset (see the module doc); `steps` overrides steps_per_task (None = the preset's)."""
+                  syncs: bool = True, progress: Callable[[str], None] = lambda s: None,
+                  done: Callable[[list[PresetBench]], None] = lambda r: None) -> list[PresetBench]:
+    """Measure each preset (see the module doc); `steps` overrides steps_per_task (None = the preset's).
+    `done` gets the presets measured so far after each one (a long bench keeps what it has)."""
     from engine.presets import preset_info
 
     out = []
@@ -112,6 +114,7 @@ def bench_presets(presets: list[str], steps: int | None = None, device: str | No
             progress(f"{name}: counting host syncs")
             pb.syncs = _child({**job, "side": "syncs"})
         out.append(pb)
+        done(out)
     return out
 
 
