@@ -139,6 +139,7 @@ class EvaluationConfig:
     task_inference: Literal["given", "h", "g"] = opt("given", "'given' = the true task is known at test time (the accuracy matrix); 'h' / 'g' = also infer it from the first example of each test batch, by SupSup's one-shot entropy (h) or superfluous-unit (g) objective (engine/inference.py; needs a method that can, e.g. supsup)")
     inference_at: list[int] = opt([], "task inference runs when this many tasks have been learned, e.g. [10, 50, 250]; [] = after every task")
     inference_batch_size: int = opt(128, f"task inference: test batch size; each batch's task is inferred from its first example (1 to {MAX_BATCH:,})")
+    upper: Literal["none", "next", "all"] = opt("next", "after each phase, test the tasks not trained yet: 'next' = only the next phase's (what forward transfer needs), 'all' = every one (the full matrix), 'none' = none. Seen tasks are always tested")
 
     def __post_init__(self) -> None:
         if not 1 <= self.batch_size <= MAX_BATCH:

@@ -142,7 +142,7 @@ class Trainer:
             groups = [(t, self.bench.tasks[t].get("train", self.samplers[t].next(size)))]
         else:
             slots = torch.randint(len(tasks), (size,), generator=self.mix_gen)
-            counts = torch.bincount(slots, minlength=len(tasks)).tolist()
+            counts = np.bincount(slots.numpy(), minlength=len(tasks)).tolist()  # host tensor: no device read
             groups = [(t, self.bench.tasks[t].get("train", self.samplers[t].next(c)))
                       for t, c in zip(tasks, counts) if c]
         aug = self.bench.augment
@@ -177,6 +177,19 @@ class Trainer:
     def val_accuracy(self, tasks: list[int]) -> float:
         """Mean held-out validation accuracy (%) over `tasks` (engine/phases.py defines its use)."""
         return sum(self.evaluate(t, split="val") for t in tasks) / len(tasks)
+
+    def tested_after(self, phase: int) -> set[int]:
+        """Tasks tested after `phase` (evaluation.upper): every seen task (the matrix's diagonal and
+        below, all the metrics but forward transfer read), plus unseen ones as asked; the default,
+        the next phase's tasks, is acc[i, i+1], what forward transfer needs. On 5 tasks that is 24
+        tests instead of the full matrix's 30 (initial row included)."""
+        upper = self.cfg.evaluation.upper
+        tested = set(self.seen_tasks(phase))
+        if upper == "all":
+            tested.update(range(self.bench.num_tasks))
+        elif upper == "next" and phase + 1 < len(self.plan):
+            tested.update(self.plan[phase + 1].tasks)
+        return tested
 
     def seen_tasks(self, phase: int) -> list[int]:
         return sorted({t for tasks in self.phase_tasks[: phase + 1] for t in tasks})
@@ -308,12 +321,15 @@ class Trainer:
                     g["lr"] = lr
                 opt.zero_grad(set_to_none=True)
                 groups = self.batch_groups(tasks, tr.batch_size)
-                task_loss = torch.zeros((), device=self.device)
-                correct = torch.zeros((), device=self.device)
+                task_loss: Tensor | None = None  # sums start from the first group's (0 + x = x, bit for bit)
+                correct: Tensor | None = None
                 with self.l1.capture():  # the L1 activation penalty reads this forward's unit layers
                     for _, b, logits in self.forward_groups(groups):
-                        task_loss = task_loss + F.cross_entropy(logits, b.y, reduction="sum")
-                        correct = correct + (logits.detach().argmax(1) == b.y).sum()
+                        ce = F.cross_entropy(logits, b.y, reduction="sum")
+                        hits = (logits.detach().argmax(1) == b.y).sum()
+                        task_loss = ce if task_loss is None else task_loss + ce
+                        correct = hits if correct is None else correct + hits
+                assert task_loss is not None and correct is not None  # a batch has at least one sample
                 task_loss = task_loss / tr.batch_size
                 l1 = self.l1.term()  # λ·Σ mean|h|, or None when training.l1_activation = 0
                 # 2. task-loss (+ L1) gradient first (SI reads it, OGD projects it), then the method's penalty
@@ -388,7 +404,8 @@ class Trainer:
                 self.tracker.best = None
             self._account(phase, t_phase)
             self.method.after_phase(phase, tasks)
-            self.acc[phase] = [self.evaluate(t) for t in range(self.bench.num_tasks)]
+            self.acc[phase] = [self.evaluate(t) if t in self.tested_after(phase) else np.nan
+                               for t in range(self.bench.num_tasks)]
             self.emit(ev.PhaseEvaluated(phase, self.acc[phase].tolist(), float(self.phase_seconds[phase])))
             if self.inference is not None and self.inference.due(self.seen_tasks(phase)):
                 for name, row in self.inference.run(self.seen_tasks(phase)).items():

@@ -425,7 +425,12 @@ class RunStore:
 
     def records(self, with_series: bool = False, skipped: list[str] | None = None) -> list[RunRecord]:
         """Every readable run (unreadable ones are skipped, never touched); why each was skipped is
-        appended to `skipped` when given."""
+        appended to `skipped` when given. Summaries come through the run index (engine/run_index.py),
+        which reads only the runs that changed since the last listing."""
+        if not with_series:
+            from engine.run_index import indexed_records
+
+            return indexed_records(self.root, self.run_ids(), RUN_FILE, skipped)
         out = []
         for rid in self.run_ids():
             try:

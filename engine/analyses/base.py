@@ -50,8 +50,8 @@ def accuracy(method: Method, bench: Benchmark, task: int, idx: Tensor | None, ba
     Leaves the model's train/eval mode to the caller.
     """
     data = bench.tasks[task]
-    if idx is None:
-        idx = torch.arange(data.size(split), device=device)
+    if idx is None:  # host indices: each task copies them over (and SSMNIST cuts batches without a sync)
+        idx = torch.arange(data.size(split))
     correct = torch.zeros((), device=device)
     for chunk in torch.split(idx, batch_size):
         b = data.get(split, chunk)

@@ -34,7 +34,9 @@ class Task(Protocol):
 
     def size(self, split: str) -> int: ...
 
-    def get(self, split: str, idx: Tensor) -> Batch: ...
+    def get(self, split: str, idx: Tensor) -> Batch:
+        """The samples `idx` (host or device indices; host ones are copied over without blocking)."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -105,6 +107,7 @@ class ImageTask:
         return int(self._index[split].shape[0])
 
     def get(self, split: str, idx: Tensor) -> Batch:
+        idx = idx.to(self._index[split].device, non_blocking=True)
         x = self._images[split][self._index[split][idx]]
         if self._perm is not None:
             x = x[:, self._perm]

@@ -84,12 +84,14 @@ class SequenceTask:
         self._x: dict[str, Tensor] = {}
         self._lengths: dict[str, Tensor] = {}
         self._labels: dict[str, Tensor] = {}
+        self._lengths_host: dict[str, np.ndarray] = {}  # to cut a host-indexed batch without a device sync
         longest = max(int(s.lengths.max()) if len(s) else 1 for s in (arrays.train, arrays.test, arrays.val))
         for split in ("train", "test", "val"):
             s = getattr(arrays, split)
             # Keep only up to the task's longest sequence: the rest of the padding is zeros.
             self._x[split] = torch.from_numpy(np.ascontiguousarray(s.x[:, :longest])).to(device)
             self._lengths[split] = torch.from_numpy(s.lengths).to(device)
+            self._lengths_host[split] = np.asarray(s.lengths)
             self._labels[split] = torch.from_numpy(s.labels).to(device)
         self.max_length = longest
         self._task_code: Tensor | None = None
@@ -101,9 +103,15 @@ class SequenceTask:
         return int(self._labels[split].shape[0])
 
     def get(self, split: str, idx: Tensor) -> Batch:
-        lengths = self._lengths[split][idx]
-        # Cut to the batch's longest sequence (one device sync); causal net, same read-out.
-        steps = int(lengths.max()) if idx.numel() else 1
+        # Cut to the batch's longest sequence (causal net, same read-out). Host indices (the training
+        # samplers') give that length on the host; device indices (evaluation) cost one device sync.
+        if idx.device.type == "cpu":
+            steps = int(self._lengths_host[split][idx.numpy()].max()) if idx.numel() else 1
+            idx = idx.to(self._lengths[split].device, non_blocking=True)
+            lengths = self._lengths[split][idx]
+        else:
+            lengths = self._lengths[split][idx]
+            steps = int(lengths.max()) if idx.numel() else 1
         x = self._x[split][:, :steps][idx].float()
         if self._task_code is not None:
             code = self._task_code.expand(x.shape[0], steps, -1)

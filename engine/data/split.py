@@ -36,6 +36,9 @@ class HeldOutTask:
         self.inner = inner
         self.name = inner.name
         self._parts = {"train": train_idx, "val": val_idx}
+        # Host copies: host batch indices (the samplers') map to host indices, so the inner task
+        # still sees host indices and needs no device sync (engine/data/sampler.py).
+        self._host = {k: v.cpu() for k, v in self._parts.items()}
 
     def size(self, split: str) -> int:
         part = self._parts.get(split)
@@ -45,6 +48,8 @@ class HeldOutTask:
         part = self._parts.get(split)
         if part is None:
             return self.inner.get(split, idx)
+        if idx.device.type == "cpu":
+            return self.inner.get("train", self._host[split][idx])
         return self.inner.get("train", part[idx.to(part.device)])
 
 

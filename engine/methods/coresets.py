@@ -100,7 +100,8 @@ class Coresets(Method):
             if n == 0:
                 continue
             pool = self.coresets[t]
-            idx = pool[torch.randint(len(pool), (n,), generator=self.ctx.generator("coresets/replay"))].to(self.ctx.device)
+            # Host indices (the pool lives on the host): the task copies them over, no device sync.
+            idx = pool[torch.randint(len(pool), (n,), generator=self.ctx.generator("coresets/replay"))]
             b = self.ctx.benchmark.tasks[t].get("train", idx)
             with torch.no_grad():
                 old_logits = self.old(b.x, b.lengths).index_select(1, cols[t])

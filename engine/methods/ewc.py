@@ -114,7 +114,8 @@ class Ewc(Method):
         n_train = self.ctx.benchmark.tasks[task].size("train")
         n = n_train if o.n_fisher < 0 else min(o.n_fisher, n_train)
         # A fresh shuffle from the run's "fisher" stream (checkpointed by the loop) → the first n samples.
-        idx = torch.randperm(n_train, generator=self.ctx.generator("fisher"))[:n].to(self.ctx.device)
+        # Host indices: the task copies them over, and cuts sequences without a device sync.
+        idx = torch.randperm(n_train, generator=self.ctx.generator("fisher"))[:n]
         was_training = self.model.training
         self.model.eval()
         try:
@@ -153,9 +154,16 @@ class Ewc(Method):
     def penalty(self, phase: int, tasks: list[int]) -> tuple[Tensor | None, dict[str, Tensor | float]]:
         if self.fisher is None or self.anchor is None:
             return None, {}
-        total = torch.zeros((), device=self.ctx.device)
-        for name, p in self.model.named_parameters():
-            total = total + (self.fisher[name] * (p - self.anchor[name]).square()).sum()
+        names, params = zip(*self.model.named_parameters())
+        # Vectorised over parameters (one foreach kernel per op instead of one per parameter: on a GPU
+        # 3 launches instead of 3·P). The per-parameter sums are then added in parameter order, so
+        # the penalty is bit for bit the former per-parameter loop's.
+        diffs = torch._foreach_sub(list(params), [self.anchor[n] for n in names])
+        weighted = torch._foreach_mul(torch._foreach_mul(diffs, diffs), [self.fisher[n] for n in names])
+        sums = [w.sum() for w in weighted]
+        total = sums[0]
+        for s in sums[1:]:
+            total = total + s
         pen = self.opts.ewc_lambda * 0.5 * total
         return pen, {"ewc_penalty": pen.detach()}
 

@@ -72,6 +72,48 @@ def predicted_step(opt: torch.optim.Optimizer, p: Tensor, g: Tensor) -> Tensor:
     raise ValueError(f"SI cannot predict a step of {type(opt).__name__}; use Adam or SGD")
 
 
+@torch.no_grad()
+def predicted_steps(opt: torch.optim.Optimizer, params: list[Tensor], grads: list[Tensor]) -> list[Tensor]:
+    """`predicted_step` for many parameters at once, bit for bit the same numbers.
+
+    Adam/AdamW parameters are vectorised with torch._foreach_* ops, in buckets sharing a param
+    group and a step count (one bucket in practice): about 10 foreach calls a step instead of 10 ops
+    per parameter plus a search of the param groups for each. Other optimizers go one by one.
+    """
+    group_of = {id(q): gr for gr in opt.param_groups for q in gr["params"]}
+    out: list[Tensor | None] = [None] * len(params)
+    buckets: dict[tuple[int, float], list[int]] = {}
+    for i, p in enumerate(params):
+        group, state = group_of[id(p)], opt.state.get(p, {})
+        if not isinstance(opt, torch.optim.Adam) or group.get("maximize", False) or group.get("amsgrad", False):
+            out[i] = predicted_step(opt, p, grads[i])  # SGD, or the errors predicted_step raises
+            continue
+        step = float(state["step"]) + 1.0 if "step" in state else 1.0  # a host scalar in torch's Adam
+        buckets.setdefault((id(group), step), []).append(i)
+    for (gid, step), idx in buckets.items():
+        group = next(gr for gr in opt.param_groups if id(gr) == gid)
+        ps, gs = [params[i] for i in idx], [grads[i] for i in idx]
+        states = [opt.state.get(p, {}) for p in ps]
+        lr, wd = group["lr"], group["weight_decay"]
+        beta1, beta2 = group["betas"]
+        decoupled = isinstance(opt, torch.optim.AdamW) or group.get("decoupled_weight_decay", False)
+        # The ops of predicted_step, in the same order, each over the whole bucket.
+        delta = torch._foreach_mul(ps, -lr * wd) if wd != 0 and decoupled else [torch.zeros_like(p) for p in ps]
+        d = gs if wd == 0 or decoupled else torch._foreach_add(gs, ps, alpha=wd)
+        m = [st["exp_avg"] if "exp_avg" in st else torch.zeros_like(p) for st, p in zip(states, ps)]
+        v = [st["exp_avg_sq"] if "exp_avg_sq" in st else torch.zeros_like(p) for st, p in zip(states, ps)]
+        m = list(torch._foreach_lerp(m, d, 1 - beta1))
+        v = list(torch._foreach_mul(v, beta2))
+        torch._foreach_addcmul_(v, d, d, value=1 - beta2)
+        step_size = lr / (1 - beta1**step)
+        denom = torch._foreach_div(torch._foreach_sqrt(v), (1 - beta2**step) ** 0.5)
+        torch._foreach_add_(denom, group["eps"])
+        torch._foreach_addcdiv_(delta, m, denom, value=-step_size)
+        for i, dl in zip(idx, delta):
+            out[i] = dl
+    return [o for o in out if o is not None]
+
+
 @dataclass(frozen=True)
 class SiOptions:
     """Synaptic Intelligence (spec §4.3): penalty si_lambda·Σ Ω(θ−θ_prev)² (no ½), Ω from the path integral ω."""
@@ -125,11 +167,14 @@ class Si(Method):
             return
         if self.optimizer is None:
             raise RuntimeError("SI needs the optimizer: the loop must set method.optimizer before stepping")
-        for name, p in self.model.named_parameters():
-            if p.grad is None:
-                continue  # the optimizer skips such a parameter: no step, no path integral
-            g = p.grad.detach()
-            self.omega[name].add_(predicted_step(self.optimizer, p, g) * -g)
+        # Parameters without a gradient are skipped by the optimizer: no step, no path integral.
+        named = [(name, p) for name, p in self.model.named_parameters() if p.grad is not None]
+        if not named:
+            return
+        grads = [p.grad.detach() for _, p in named if p.grad is not None]
+        steps = predicted_steps(self.optimizer, [p for _, p in named], grads)
+        # ω += Δθ ⊙ (−g), vectorised (the same ops as one parameter at a time)
+        torch._foreach_add_([self.omega[name] for name, _ in named], torch._foreach_mul(steps, torch._foreach_neg(grads)))
 
     @torch.no_grad()
     def after_step(self, phase: int, tasks: list[int]) -> None:
@@ -146,9 +191,14 @@ class Si(Method):
         base, info = super().penalty(phase, tasks)
         if self.big_omega is None or self.theta_prev is None:
             return base, info
-        total = torch.zeros((), device=self.ctx.device)
-        for name, p in self.model.named_parameters():
-            total = total + (self.big_omega[name] * (p - self.theta_prev[name]).square()).sum()
+        names, params = zip(*self.model.named_parameters())
+        # Vectorised like EWC's penalty; the per-parameter sums are added in order (bit-identical).
+        diffs = torch._foreach_sub(list(params), [self.theta_prev[n] for n in names])
+        weighted = torch._foreach_mul(torch._foreach_mul(diffs, diffs), [self.big_omega[n] for n in names])
+        sums = [w.sum() for w in weighted]
+        total = sums[0]
+        for s in sums[1:]:
+            total = total + s
         si = self.opts.si_lambda * total
         return (si if base is None else base + si), {**info, "si_penalty": si.detach()}
 

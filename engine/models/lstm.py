@@ -80,9 +80,12 @@ def lstm_reference(x: Tensor, lengths: Tensor | None, w: list[Tensor], gain: Ten
     h = x.new_zeros(batch, hidden)
     c = x.new_zeros(batch, hidden)
     x_part = F.linear(x, w_ih, b_ih)  # [B, T, 4H]: the input's share of every step's gates at once
+    # unbind, not x_part[:, t]: each slice's backward would add a zero-filled [B, T, 4H] tensor, T
+    # times (quadratic in T); unbind's backward stacks the T step gradients once (linear).
+    x_steps = x_part.unbind(1)
     hs = []
     for t in range(steps):
-        gates = x_part[:, t] + F.linear(h, w_hh, b_hh)
+        gates = x_steps[t] + F.linear(h, w_hh, b_hh)
         i, f, g, o = gates.chunk(4, dim=1)
         c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
         h = torch.sigmoid(o) * torch.tanh(c if gain is None else gain * c)

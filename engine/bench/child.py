@@ -1,0 +1,181 @@
+"""One bench measurement in a fresh process: `python -m engine.bench.child '<json job>'` → one JSON line.
+
+A job is {"preset", "side", "steps", "device", "data_dir", "overrides"}; `side` is
+* "cltui": a real run through engine.api.run (store, events, checkpoints, observers, evaluation)
+  into a temporary runs directory. CPU and wall time are taken from the RunStarted event (after
+  data, model and store are set up) to the run's return, and split by category: evaluation (the
+  accuracy matrix, validation and curve points), consolidation (the method's end-of-phase work,
+  e.g. EWC's Fisher), checkpoints, and logging (the run store's event handling).
+* "bare": engine/bench/bare.py on the same benchmark and model, timed the same way.
+* "syncs": a short cltui run of the first phase with engine.syncs counting host reads per step.
+
+Each measurement runs in its own process so that its peak memory (ru_maxrss) is its own and no
+side warms caches for the other. Category times are exclusive (a checkpoint's store flush counts
+as checkpoint, not also as logging). Imports torch.
+"""
+
+from __future__ import annotations
+
+import json
+import resource
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import torch
+
+CATEGORIES = ("evaluation", "consolidation", "checkpoints", "logging")
+
+
+class Clock:
+    """Exclusive CPU and wall seconds per category (nested categories are charged to the inner one)."""
+
+    def __init__(self) -> None:
+        self.cpu = dict.fromkeys(CATEGORIES, 0.0)
+        self.wall = dict.fromkeys(CATEGORIES, 0.0)
+        self._stack: list[tuple[str, float, float]] = []
+
+    def wrap(self, category: str, fn: Callable[..., Any]) -> Callable[..., Any]:
+        def timed(*args: Any, **kwargs: Any) -> Any:
+            self._push(category)
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                self._pop()
+
+        return timed
+
+    def _push(self, category: str) -> None:
+        c, w = time.process_time(), time.perf_counter()
+        if self._stack:  # pause the outer category
+            outer, c0, w0 = self._stack[-1]
+            self.cpu[outer] += c - c0
+            self.wall[outer] += w - w0
+        self._stack.append((category, c, w))
+
+    def _pop(self) -> None:
+        c, w = time.process_time(), time.perf_counter()
+        cat, c0, w0 = self._stack.pop()
+        self.cpu[cat] += c - c0
+        self.wall[cat] += w - w0
+        if self._stack:  # resume the outer one from now
+            outer, _, _ = self._stack[-1]
+            self._stack[-1] = (outer, c, w)
+
+
+@contextmanager
+def _patched(targets: list[tuple[Any, str, Callable[..., Any]]]) -> Iterator[None]:
+    """Replace class attributes for the block (this process is the bench's own; nothing else runs here)."""
+    old = [(obj, name, obj.__dict__[name]) for obj, name, _ in targets]
+    try:
+        for obj, name, fn in targets:
+            setattr(obj, name, fn)
+        yield
+    finally:
+        for obj, name, fn in old:
+            setattr(obj, name, fn)
+
+
+def _config(job: dict[str, Any]) -> Any:
+    from engine.presets import load_preset
+
+    overrides = list(job.get("overrides", [])) + ["threads=1"]
+    if job.get("steps"):
+        overrides.append(f"training.steps_per_task={int(job['steps'])}")
+    return load_preset(job["preset"], overrides, device=job.get("device") or None)
+
+
+def _peaks(device: torch.device) -> dict[str, Any]:
+    # ru_maxrss is KiB on Linux: the process's peak, so data loading and torch itself are in it.
+    out: dict[str, Any] = {"peak_host_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+    out["peak_device_mib"] = torch.cuda.max_memory_allocated() / 2**20 if device.type == "cuda" else None
+    return out
+
+
+def measure_cltui(job: dict[str, Any]) -> dict[str, Any]:
+    from engine import api
+    from engine import events as ev
+    from engine.analyses.base import Observers
+    from engine.loop import Trainer
+    from engine.methods.base import Method
+    from engine.store import RunWriter
+
+    cfg = _config(job)
+    clock = Clock()
+    start: dict[str, float] = {}
+
+    def sink(e: Any) -> None:
+        if isinstance(e, ev.RunStarted):
+            start["cpu"], start["wall"] = time.process_time(), time.perf_counter()
+
+    from engine.registry import METHODS
+
+    methods = [c for c in METHODS.get(cfg.method.name).impl.__mro__ if issubclass(c, Method)]
+    targets = [(Trainer, "evaluate", clock.wrap("evaluation", Trainer.evaluate)),
+               (Observers, "on_curve_point", clock.wrap("evaluation", Observers.on_curve_point)),
+               (Trainer, "checkpoint", clock.wrap("checkpoints", Trainer.checkpoint)),
+               (RunWriter, "__call__", clock.wrap("logging", RunWriter.__call__))]
+    targets += [(c, "after_phase", clock.wrap("consolidation", c.__dict__["after_phase"]))
+                for c in methods if "after_phase" in c.__dict__]
+    with tempfile.TemporaryDirectory() as tmp, _patched(targets):
+        result = api.run(cfg, Path(tmp), job.get("data_dir"), sinks=[sink])
+        cpu, wall = time.process_time() - start["cpu"], time.perf_counter() - start["wall"]
+    device = torch.device("cuda" if cfg.device == "cuda" or (cfg.device == "auto" and torch.cuda.is_available()) else "cpu")
+    return {"side": "cltui", "status": result.status, "cpu_s": cpu, "wall_s": wall,
+            "steps": int(result.acc.shape[0]) * cfg.training.steps_per_task,
+            "cpu_by": clock.cpu, "wall_by": clock.wall, "acc": result.acc.tolist(), **_peaks(device)}
+
+
+def measure_bare(job: dict[str, Any]) -> dict[str, Any]:
+    from engine.api import build_trainer
+    from engine.bench.bare import bare_run
+    from engine.data.paths import resolve_data_dir
+
+    cfg = _config(job)
+    # The same data, model and initialisation as the cltui run (build_trainer seeds and builds them);
+    # only its benchmark and model are used: the bare loop has its own everything else.
+    trainer, device = build_trainer(cfg, resolve_data_dir(job.get("data_dir")), lambda e: None)
+    out = bare_run(cfg, trainer.bench, trainer.model, device)
+    return {"side": "bare", "status": "finished", **out, **_peaks(device)}
+
+
+def measure_syncs(job: dict[str, Any]) -> dict[str, Any]:
+    """Host reads per training step over (at most 200 steps of) the first phase."""
+    from engine.api import build_trainer
+    from engine.data.paths import resolve_data_dir
+    from engine.syncs import count_host_syncs, optimizer_step_counters
+
+    cfg = _config(job)
+    trainer, device = build_trainer(cfg, resolve_data_dir(job.get("data_dir")), lambda e: None)
+    steps = min(200, trainer.plan[0].steps)
+    per_step: list[int] = []
+    after_step = trainer.method.after_step
+    with count_host_syncs(ignore=optimizer_step_counters(lambda: trainer.optimizer)) as counter:
+        def mark(phase: int, tasks: list[int]) -> None:
+            after_step(phase, tasks)
+            per_step.append(counter.total)
+
+        trainer.method.after_step = mark  # type: ignore[method-assign]
+        trainer.run(stop_at_step=steps)
+    # A step's reads: from the end of the previous step's after_step to the end of its own, so the
+    # log step's reads (which follow after_step) show up on the step after it.
+    diffs = [b - a for a, b in zip(per_step, per_step[1:])]
+    log_every = cfg.training.log_every
+    return {"side": "syncs", "steps": len(diffs), "syncs_per_step": sum(diffs) / max(1, len(diffs)),
+            "steps_with_syncs": sum(1 for d in diffs if d), "log_every": log_every,
+            "by_kind": counter.by_kind, "device": str(device)}
+
+
+def main(argv: list[str]) -> None:
+    job = json.loads(argv[1])
+    torch.set_num_threads(1)
+    fn = {"cltui": measure_cltui, "bare": measure_bare, "syncs": measure_syncs}[job["side"]]
+    print(json.dumps(fn(job)))
+
+
+if __name__ == "__main__":
+    main(sys.argv)
