@@ -74,7 +74,8 @@ def test_diverged_run_stops_at_the_first_bad_step_found_at_the_next_log_step(tmp
     # No training after it: progress and every series stop at the step where it was found.
     assert rec.progress[0] == 24
     assert all(s.steps.size == 0 or s.steps.max() <= 24 for s in rec.series.values())
-    assert not np.isnan(rec.acc[0]).any() and np.isnan(rec.acc[1:]).all()  # task 1 evaluated, nothing after
+    # Task 1 evaluated (itself and, with evaluation.upper = 'next', task 2), nothing after
+    assert not np.isnan(rec.acc[0, :2]).any() and np.isnan(rec.acc[0, 2:]).all() and np.isnan(rec.acc[1:]).all()
     assert all(math.isnan(v) for v in rec.metrics.values())  # a diverged run has no final metrics
     assert checkpoint_step(res.run_dir) == 20  # the last checkpoint is the one before it
     assert not resume_of(rec).possible
