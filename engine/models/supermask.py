@@ -156,7 +156,7 @@ class MaskedConv2d(nn.Conv2d):
         return F.conv2d(x, self.weight * m, None, self.stride, self.padding)
 
     def extra_repr(self) -> str:
-        return f"{super().extra_repr()}, rule={self.rule}, keep={self.keep:.4g}"
+        return f"{super().extra_repr()}, rule={self.rule}, keep={self.keep:.4g}"  # type: ignore[no-untyped-call]
 
 
 MaskedLayer = MaskedLinear | MaskedConv2d
