@@ -199,3 +199,15 @@ def test_refusals_are_one_clear_line(archive: tuple[Path, str], tmp_path: Path) 
     with pytest.raises(ConfigError, match="set model.tasks = 3"):
         api.run(_tiny(md5, "model.tasks=2"), tmp_path, data_dir=root)
     assert not any(tmp_path.iterdir())  # nothing was left behind
+
+
+@pytest.mark.parametrize("s", [1, 2, 4, 8, 16, 32])
+def test_gg_presets_are_the_reference_setting_with_an_honest_reference(s: int) -> None:
+    cfg = load_preset(f"supsup/gg-splitcifar100-s{s}")
+    b, m, tr = cfg.benchmark.options, cfg.model.options, cfg.training
+    assert (cfg.benchmark.name, b.num_tasks, b.classes_per_task, b.augment) == ("split_cifar100", 20, 5, True)
+    assert (cfg.model.name, m.width, m.mask_rule, m.er_scale, m.tasks) == ("supermask_resnet18", 20, "gg", s, 20)
+    assert (tr.optimizer, tr.lr, tr.weight_decay, tr.batch_size, tr.epochs_per_task) == ("adam", 1e-3, 1e-4, 128, 250)
+    assert tr.lr_schedule == "cosine_epochs" and tr.lr_min == 0 and tr.reset_optimizer
+    assert cfg.method.name == "supsup" and cfg.evaluation.task_inference == "given"
+    assert cfg.reference.final is None and "Fig. 3" in cfg.reference.source and "unverified" in cfg.reference.notes
