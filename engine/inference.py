@@ -57,6 +57,7 @@ class TaskInference:
 
     def __init__(self, ev: EvaluationConfig, method: Method, bench: Benchmark, device: torch.device, seed: int) -> None:
         self.ev, self.method, self.bench, self.device, self.seed = ev, method, bench, device, seed
+        method.check_task_inference()  # e.g. SupSup refuses a model with per-task BatchNorm
         too_many = [k for k in ev.inference_at if k > bench.num_tasks]
         if too_many:
             raise ConfigError(f"evaluation.inference_at = {list(ev.inference_at)}: {too_many} exceed the run's "

@@ -27,6 +27,14 @@ def cosine_lr(lr: float, lr_min: float, step: int, length: int) -> float:
     return lr_min + (lr - lr_min) * 0.5 * (1.0 + math.cos(math.pi * t))
 
 
+def cosine_epochs_lr(lr: float, lr_min: float, step: int, length: int, steps_per_epoch: int) -> float:
+    """The cosine held constant within each epoch: epoch e = step // steps_per_epoch of E = the
+    phase's epochs (length / steps_per_epoch, rounded up) runs at lr_min + (lr - lr_min)·(1 + cos(π·e/E))/2,
+    what torch's CosineAnnealingLR(T_max=E) stepped once per epoch gives (SupSup's GG schedule)."""
+    spe = max(steps_per_epoch, 1)
+    return cosine_lr(lr, lr_min, step // spe, -(-length // spe))
+
+
 def milestone_steps(length: int, fractions: Sequence[float], epochs: Sequence[int], steps_per_epoch: int) -> list[int]:
     """Milestones in steps of a phase: round(f × length) per fraction, e × steps_per_epoch per epoch."""
     return sorted([round(f * length) for f in fractions] + [e * steps_per_epoch for e in epochs])
@@ -38,6 +46,8 @@ def make_schedule(tr: TrainingConfig, steps_per_epoch: Sequence[int]) -> Schedul
         return lambda phase, step, length: tr.lr
     if tr.lr_schedule == "cosine":
         return lambda phase, step, length: cosine_lr(tr.lr, tr.lr_min, step, length)
+    if tr.lr_schedule == "cosine_epochs":
+        return lambda phase, step, length: cosine_epochs_lr(tr.lr, tr.lr_min, step, length, steps_per_epoch[phase])
 
     def step_decay(phase: int, step: int, length: int) -> float:
         bounds = milestone_steps(length, tr.lr_milestones, tr.lr_milestone_epochs, steps_per_epoch[phase])

@@ -47,6 +47,8 @@ def _inputs(kind: str, batch: int = 6) -> tuple[Tensor, Tensor | None]:
         return torch.randn(batch, 9, 4, generator=g), torch.randint(1, 10, (batch,), generator=g)
     if kind == "resnet18":  # images; conv unit layers report [B, C, H, W]
         return torch.randn(batch, 3, 8, 8, generator=g), None
+    if kind == "supermask_resnet18":  # GEMResNet18 takes 32×32 images (avg-pool 4 after three stride-2 stages)
+        return torch.randn(batch, 3, 32, 32, generator=g), None
     return torch.rand(batch, 3, 4, generator=g), None
 
 
@@ -54,7 +56,15 @@ def _supermask() -> CLModel:
     return build_model("supermask_mlp", SupermaskMlpOptions(hidden=[12, 7], outputs=8), InputSpec((3, 4), 5))
 
 
-MODEL_BUILDERS = {"mlp": _mlp, "lstm": _lstm, "resnet18": _resnet18, "supermask_mlp": _supermask}
+def _supermask_resnet18() -> CLModel:
+    from engine.models.supermask_resnet import SupermaskResnet18Options
+
+    return build_model("supermask_resnet18", SupermaskResnet18Options(width=2, er_scale=8.0, tasks=2),
+                       InputSpec((3, 32, 32), 5))
+
+
+MODEL_BUILDERS = {"mlp": _mlp, "lstm": _lstm, "resnet18": _resnet18, "supermask_mlp": _supermask,
+                  "supermask_resnet18": _supermask_resnet18}
 
 
 def test_every_registered_model_is_covered_here() -> None:

@@ -51,6 +51,19 @@ def test_cosine_from_lr_to_lr_min_each_phase() -> None:
     assert cosine_lr(2.0, 0.0, 1, 2) == pytest.approx(1.0)
 
 
+def test_cosine_epochs_is_cosine_annealing_lr_stepped_once_per_epoch() -> None:
+    """Each step's LR = what torch's CosineAnnealingLR(T_max = the phase's epochs) gives in that epoch."""
+    s = make_schedule(TrainingConfig(lr=1e-3, lr_schedule="cosine_epochs"), [4, 3])
+    opt = torch.optim.Adam([torch.zeros(1, requires_grad=True)], lr=1e-3)
+    ref = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=5)
+    for epoch in range(5):
+        lr = opt.param_groups[0]["lr"]
+        assert [s(0, 4 * epoch + k, 20) for k in range(4)] == pytest.approx([lr] * 4, rel=1e-12)
+        opt.step()  # no gradients: only keeps torch from warning about the order
+        ref.step()
+    assert s(1, 0, 9) == 1e-3 and s(1, 3, 9) == pytest.approx(1e-3 * 0.5 * (1 + math.cos(math.pi / 3)))
+
+
 OPTIMIZERS = {
     "sgd": ({"momentum": 0.9, "nesterov": True, "weight_decay": 1e-4}, torch.optim.SGD,
             {"momentum": 0.9, "nesterov": True, "weight_decay": 1e-4}),

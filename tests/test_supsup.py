@@ -69,8 +69,9 @@ def test_weights_are_signed_constants_without_bias_and_frozen() -> None:
 
 @pytest.mark.parametrize("rule", ["gnu", "gg"])
 def test_straight_through_gradient_is_the_dense_gradient_times_the_weights(rule: str) -> None:
-    """∂L/∂scores = ∂L/∂W_eff ⊙ W on every edge, where ∂L/∂W_eff is the gradient of the dense
-    network whose weights are W_eff = W ⊙ M (the mask's chosen edges), computed independently."""
+    """∂L/∂scores = ∂L/∂W_eff ⊙ W on every edge (⊙ sign(scores) for GG, whose mask ranks |scores|),
+    where ∂L/∂W_eff is the gradient of the dense network whose weights are W_eff = W ⊙ M (the mask's
+    chosen edges), computed independently."""
     model = _net(rule)
     x, y = torch.randn(16, 12, generator=torch.Generator().manual_seed(1)), torch.arange(16) % 9
     F.cross_entropy(model(x), y).backward()
@@ -83,6 +84,8 @@ def test_straight_through_gradient_is_the_dense_gradient_times_the_weights(rule:
     for name, layer in model.masked.items():
         assert layer.weight.grad is None
         expected = eff[name].grad * layer.weight
+        if rule == "gg":  # the reference's GetSubnet(scores.abs(), k): the chain rule through abs
+            expected = expected * layer.scores.detach().sign()
         assert torch.allclose(layer.scores.grad, expected, atol=1e-7, rtol=1e-5)
         off = binary_mask(layer.scores.detach(), layer.rule, layer.keep) == 0
         assert off.any() and layer.scores.grad[off].abs().sum() > 0  # dropped edges get gradients too

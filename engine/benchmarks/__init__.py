@@ -5,4 +5,4 @@ A new benchmark is one file here (options dataclass + `@BENCHMARKS.register(...)
 name in this tuple.
 """
 
-MODULES = ("split_mnist", "permuted_mnist", "ssmnist", "incremental_cifar100")
+MODULES = ("split_mnist", "permuted_mnist", "ssmnist", "incremental_cifar100", "split_cifar100")

@@ -116,6 +116,10 @@ class Method:
     infers_task: bool = False
     """True when the method implements `infer_task`; config validation refuses inference for the others."""
 
+    def check_task_inference(self) -> None:
+        """Raise a ConfigError when this run (e.g. its model) rules task inference out; called once
+        before training when evaluation.task_inference != "given"."""
+
     def infer_task(self, x: Tensor, lengths: Tensor | None, learned: list[int],
                    objective: Callable[[Tensor], Tensor]) -> Tensor:
         """The task of each input row, inferred without labels: long [n] (any index < num_tasks).

@@ -1,6 +1,7 @@
 """SupSup (supermasks in superposition): one learned binary mask per task over fixed random weights.
 
-Needs the `supermask_mlp` model (engine/models/supermask.py). Per task:
+Needs a supermask model (engine/models/supermask.py): `supermask_mlp`, or `supermask_resnet18`
+(GEMResNet18, engine/models/supermask_resnet.py) whose BatchNorm keeps statistics per task. Per task:
 
 * before the task, its scores are drawn afresh (Kaiming-uniform a=√5) from its own stream
   "supsup/scores/<task>", so a task's starting scores depend only on the run seed and the task;
@@ -11,7 +12,8 @@ Needs the `supermask_mlp` model (engine/models/supermask.py). Per task:
 
 Forward for task t: the live scores while t is being trained; t's cached mask once learned; the mask
 of t's starting scores before that (what the untrained task would use, e.g. for the initial
-evaluation). When a task's head is the first C output units (one shared head, as on Permuted-MNIST),
+evaluation). Every forward for task t also uses t's BatchNorm statistics (models with per-task BN),
+so training a task updates only its own running stats. When a task's head is the first C output units (one shared head, as on Permuted-MNIST),
 the softmax runs over all output units, superfluous ones included, as the reference trains.
 
 Task inference (`infer_task`, called by engine/inference.py): SupSup's one-shot procedure. With k
@@ -20,7 +22,9 @@ one example is differentiated once w.r.t. α, and the task is argmin over ALL nu
 that gradient, where the entries of tasks not learned are exactly 0 (so, as in the reference, an
 unlearned index wins if every learned gradient is positive). Every example gets its own α (the
 superposed weights are built per example, [n, out, in], in chunks of `inference_chunk_mib`), which
-is exactly n separate one-example inferences.
+is exactly n separate one-example inferences. It is refused (`check_task_inference`) for models
+with per-task BatchNorm: the superposed network would have no task whose statistics to use (the
+reference's GG runs evaluate with the given task only).
 """
 
 from __future__ import annotations
@@ -35,7 +39,7 @@ from torch import Tensor, nn
 
 from engine.errors import ConfigError
 from engine.methods.base import Method, MethodContext
-from engine.models.supermask import SupermaskMLP, binary_mask, pack_bits, unpack_bits
+from engine.models.supermask import SupermaskNet, binary_mask, pack_bits, unpack_bits
 from engine.registry import METHODS
 from engine.rng import stream_generator
 from engine.schema import opt
@@ -60,13 +64,16 @@ class Supsup(Method):
     def __init__(self, opts: SupsupOptions, ctx: MethodContext) -> None:
         super().__init__(opts, ctx)
         model = ctx.model
-        if not isinstance(model, SupermaskMLP):
+        if not isinstance(model, SupermaskNet):
             raise ConfigError(f"method 'supsup' trains masks over fixed weights and needs model.name = "
-                              f"'supermask_mlp', not a {type(model).__name__}")
-        self.net: SupermaskMLP = model
+                              f"'supermask_mlp' or 'supermask_resnet18', not a {type(model).__name__}")
+        self.net: SupermaskNet = model
         self.edges = sum(model.edges.values())
         self.mask_bytes = math.ceil(self.edges / 8)
         n_tasks = ctx.benchmark.num_tasks
+        if model.bn_tasks and model.bn_tasks < n_tasks:
+            raise ConfigError(f"model.tasks = {model.bn_tasks} keeps BatchNorm statistics for fewer tasks than the "
+                              f"benchmark's {n_tasks}: set model.tasks = {n_tasks}")
         self.bank = torch.zeros(n_tasks, self.mask_bytes, dtype=torch.uint8, device=ctx.device)
         self.learned = [False] * n_tasks
         self.current: int | None = None  # the task whose scores are being trained
@@ -100,15 +107,16 @@ class Supsup(Method):
         return unpack_bits(self._initial[task], self.edges)
 
     def _layer_masks(self, task: int) -> dict[str, Tensor]:
-        dtype = self.net.out.weight.dtype
+        dtype = self.net.mask_dtype
         return self.net.split_flat(self.task_mask(task).to(dtype))
 
     # -- forward ------------------------------------------------------------------------------
     def forward(self, x: Tensor, lengths: Tensor | None, task: int) -> Tensor:
-        if task == self.current and not self.learned[task]:
-            return self.model(x, lengths)  # the live scores, straight-through
-        with self.net.using_masks(self._layer_masks(task)):
-            return self.model(x, lengths)
+        with self.net.using_task(task):  # the task's BatchNorm statistics (no-op without BN)
+            if task == self.current and not self.learned[task]:
+                return self.model(x, lengths)  # the live scores, straight-through
+            with self.net.using_masks(self._layer_masks(task)):
+                return self.model(x, lengths)
 
     def head_logits(self, x: Tensor, lengths: Tensor | None, task: int) -> Tensor:
         if self.full_softmax[task]:  # labels index the first C units: the softmax covers all units
@@ -124,6 +132,7 @@ class Supsup(Method):
             for layer, s in zip(self.net.masked.values(), self.starting_scores(task)):
                 layer.scores.copy_(s)
         self.current = task
+        self.net.set_task(task)  # forwards outside `forward` (analyses) see the trained task's BN
 
     def after_phase(self, phase: int, tasks: list[int]) -> None:
         task = tasks[0]
@@ -139,12 +148,18 @@ class Supsup(Method):
         return {"mask_density": float(self.task_mask(tasks[0]).float().mean())}
 
     # -- task inference -----------------------------------------------------------------------
+    def check_task_inference(self) -> None:
+        if self.net.bn_tasks:
+            raise ConfigError(f"task inference needs one network for the superposed masks, but {type(self.net).__name__} "
+                              "keeps BatchNorm statistics per task; use evaluation.task_inference = 'given' "
+                              "(SupSup's GG setting)")
+
     def _stacked(self, learned: list[int]) -> dict[str, Tensor]:
         """{layer: float [k, out, in]}: the learned tasks' masks, kept until the next task is learned."""
         key = tuple(learned)
         if self._stacks is None or self._stacks[0] != key:
             self._stacks = None  # free the old stack before building the new one
-            flat = unpack_bits(self.bank[list(learned)], self.edges).to(self.net.out.weight.dtype)
+            flat = unpack_bits(self.bank[list(learned)], self.edges).to(self.net.mask_dtype)
             self._stacks = (key, self.net.split_flat(flat))
         return self._stacks[1]
 
@@ -178,6 +193,8 @@ class Supsup(Method):
         self.learned = list(state["learned"])
         self.current = state["current"]
         self._stacks = None
+        if self.current is not None:
+            self.net.set_task(self.current)
 
     def describe(self) -> dict[str, Any]:
         return {"masked_edges": self.edges, "mask_bytes_per_task": self.mask_bytes,

@@ -5,4 +5,4 @@ A new model is one file here (options dataclass + `@MODELS.register(...)` class)
 this tuple.
 """
 
-MODULES = ("mlp", "lstm", "resnet18", "supermask")
+MODULES = ("mlp", "lstm", "resnet18", "supermask", "supermask_resnet")

@@ -1,22 +1,28 @@
 """Supermask networks (SupSup): fixed signed-constant weights, learned binary masks over the edges.
 
-`SupermaskMLP` is a bias-free fully connected net (the reference builds it from 1×1 convolutions,
-which on a flattened image is the same map) whose every layer is a `MaskedLinear`:
+The masked layers are `MaskedLinear` and `MaskedConv2d` (bias-free), and `SupermaskNet` is the base
+of the models built from them: `SupermaskMLP` here (the reference builds it from 1×1 convolutions,
+which on a flattened image is the same map) and GEMResNet18 in engine/models/supermask_resnet.py.
+In every masked layer:
 
-* `weight` [out, in] is frozen (requires_grad False): sign(PyTorch's default init) × gain/√fan_in,
-  gain = √2 (relu), fan_in mode (the reference's "signed constant" init);
-* `scores` [out, in] is the only trainable tensor: the scores of the task being trained, initialised
-  Kaiming-uniform (a=√5). The method re-draws them at each task (engine/methods/supsup.py) and caches
-  the resulting binary mask, packed 8 edges per byte (`pack_bits`);
+* `weight` (frozen, requires_grad False): sign(PyTorch's default init) × gain/√fan_in, gain = √2
+  (relu), fan_in = c_in·kh·kw (the reference's "signed constant" init);
+* `scores` (same shape) is the only trainable tensor: the scores of the task being trained,
+  initialised Kaiming-uniform (a=√5). The method re-draws them at each task
+  (engine/methods/supsup.py) and caches the resulting binary mask, packed 8 edges per byte (`pack_bits`);
 * the mask rule: 'gnu' M = [scores ≥ 0] (about half the edges at init), or 'gg' M = the top-k
-  fraction of |scores| in the layer, k = min(0.5, s·(c_out + c_in)/(c_out·c_in)) (the ER budget,
-  s = `er_scale`, kernel 1×1);
-* the forward uses W ⊙ M; the backward sends ∂L/∂M straight through to the scores
-  (`StraightThrough`), so ∂L/∂scores = ∂L/∂(W⊙M) ⊙ W on every edge, chosen or not.
+  fraction of |scores| in the layer, k = min(0.5, s·(c_out + c_in)/(c_out·c_in·kh·kw)) (the ER
+  budget, s = `er_scale`);
+* the forward uses W ⊙ M; the backward sends ∂L/∂M straight through (`StraightThrough`) to what the
+  rule ranks: to the scores for 'gnu', so ∂L/∂scores = ∂L/∂(W⊙M) ⊙ W on every edge, chosen or not;
+  to |scores| for 'gg' (the reference's GetSubnet takes scores.abs()), so there the chain rule adds
+  the factor sign(scores).
 
 `with model.using_masks({layer: mask})` replaces the masks from the scores by given ones for the
-forwards inside the block: a cached binary mask [out, in], a superposition Σ α_i M_i, or one
-superposed mask per example [n, out, in] (task inference needs each example's own α gradient).
+forwards inside the block: a cached binary mask shaped like the weight, a superposition Σ α_i M_i,
+or (linear layers only) one superposed mask per example [n, out, in] (task inference needs each
+example's own α gradient). A model with per-task BatchNorm (`bn_tasks` > 0) picks the task's
+statistics with `set_task` / `using_task`; the MLP has none and ignores the task.
 
 The model contract of engine/models/base.py holds: `h<i>` unit gates after each hidden ReLU,
 `features`, `readout` ("out", an nn.Linear subclass), `reset_parameters` from the global torch RNG.
@@ -91,6 +97,14 @@ def unpack_bits(packed: Tensor, count: int) -> Tensor:
     return bits.flatten(-2)[..., :count].bool()
 
 
+def straight_through_mask(scores: Tensor, rule: str, keep: float) -> Tensor:
+    """The binary mask of `scores`, whose gradient goes straight through to what the rule ranks:
+    the scores ('gnu'), or their magnitudes ('gg', as the reference's GetSubnet(scores.abs(), k))."""
+    ranked = scores.abs() if rule == "gg" else scores
+    mask: Tensor = StraightThrough.apply(ranked, binary_mask(scores, rule, keep))  # type: ignore[no-untyped-call]
+    return mask
+
+
 class MaskedLinear(nn.Linear):
     """A bias-free linear layer with a frozen weight and trainable mask scores (see the module doc)."""
 
@@ -106,9 +120,7 @@ class MaskedLinear(nn.Linear):
 
     def mask(self) -> Tensor:
         """The binary mask of the current scores, differentiable straight-through."""
-        mask: Tensor = StraightThrough.apply(  # type: ignore[no-untyped-call]
-            self.scores, binary_mask(self.scores, self.rule, self.keep))
-        return mask
+        return straight_through_mask(self.scores, self.rule, self.keep)
 
     def forward(self, x: Tensor) -> Tensor:
         m = self.mask_override
@@ -120,6 +132,99 @@ class MaskedLinear(nn.Linear):
 
     def extra_repr(self) -> str:
         return f"{super().extra_repr()}, rule={self.rule}, keep={self.keep:.4g}"
+
+class MaskedConv2d(nn.Conv2d):
+    """A bias-free convolution with a frozen weight and trainable mask scores (the reference's
+    MultitaskMaskConv for the task being trained; see the module doc)."""
+
+    def __init__(self, c_in: int, c_out: int, kernel: int, stride: int, padding: int, rule: str, keep: float) -> None:
+        super().__init__(c_in, c_out, kernel, stride, padding, bias=False, device="meta")
+        self.to_empty(device="cpu")
+        self.weight.requires_grad_(False)
+        self.scores = nn.Parameter(torch.empty(self.weight.shape))
+        self.rule, self.keep = rule, keep
+        self.mask_override: Tensor | None = None
+        """Set only by SupermaskNet.using_masks: shaped like the weight (one mask for the whole batch)."""
+
+    def mask(self) -> Tensor:
+        return straight_through_mask(self.scores, self.rule, self.keep)
+
+    def forward(self, x: Tensor) -> Tensor:
+        m = self.mask() if self.mask_override is None else self.mask_override
+        if m.dim() != 4:
+            raise ValueError(f"a masked convolution takes one mask shaped like its weight, got {tuple(m.shape)}")
+        return F.conv2d(x, self.weight * m, None, self.stride, self.padding)
+
+    def extra_repr(self) -> str:
+        return f"{super().extra_repr()}, rule={self.rule}, keep={self.keep:.4g}"  # type: ignore[no-untyped-call]
+
+
+MaskedLayer = MaskedLinear | MaskedConv2d
+
+
+class SupermaskNet(CLModel):
+    """What SupSup needs of a supermask model: its masked layers by name (forward order), their
+    masks flattened and back, mask overrides, and the per-task BatchNorm switch."""
+
+    masked: dict[str, MaskedLayer]
+    bn_tasks: int = 0
+    """Tasks with their own BatchNorm statistics (0: the model has no BatchNorm)."""
+
+    @property
+    def edges(self) -> dict[str, int]:
+        """Masked edges per layer, in the flat order of `flat_mask`/`split_flat`."""
+        return {name: layer.weight.numel() for name, layer in self.masked.items()}
+
+    @property
+    def mask_dtype(self) -> torch.dtype:
+        return next(iter(self.masked.values())).weight.dtype
+
+    def reset_parameters(self) -> None:
+        """Per masked layer, in order, from the global torch RNG: the default init (kaiming_uniform
+        a=√5) whose signs make the signed-constant weight, then the scores (kaiming_uniform a=√5)."""
+        gain = nn.init.calculate_gain("relu")
+        with torch.no_grad():
+            for layer in self.masked.values():
+                nn.init.kaiming_uniform_(layer.weight, a=math.sqrt(5))
+                fan_in = layer.weight[0].numel()
+                layer.weight.copy_(layer.weight.sign() * (gain / math.sqrt(fan_in)))
+                nn.init.kaiming_uniform_(layer.scores, a=math.sqrt(5))
+
+    def set_task(self, task: int) -> None:
+        """Forwards use task `task`'s BatchNorm statistics from now on (no-op without BatchNorm)."""
+
+    @contextmanager
+    def using_task(self, task: int) -> Iterator[None]:
+        """Forwards inside the block use task `task`'s BatchNorm statistics (no-op without BatchNorm)."""
+        yield
+
+    def flat_mask(self) -> Tensor:
+        """The current scores' binary masks, all layers flattened and concatenated (bool [E], no gradient)."""
+        with torch.no_grad():
+            return torch.cat([binary_mask(layer.scores, layer.rule, layer.keep).flatten().bool()
+                              for layer in self.masked.values()])
+
+    def split_flat(self, flat: Tensor) -> dict[str, Tensor]:
+        """A flat [..., E] tensor → {layer: [..., *weight shape]} (views of a 1-D one), the inverse of `flat_mask`'s order."""
+        out, i = {}, 0
+        for name, layer in self.masked.items():
+            n = layer.weight.numel()
+            out[name] = flat[..., i : i + n].reshape(*flat.shape[:-1], *layer.weight.shape)
+            i += n
+        return out
+
+    @contextmanager
+    def using_masks(self, masks: dict[str, Tensor]) -> Iterator[None]:
+        """Forwards inside the block use these masks (every masked layer must be given) instead of the scores'."""
+        if set(masks) != set(self.masked):
+            raise KeyError(f"using_masks needs a mask for each of {list(self.masked)}, got {sorted(masks)}")
+        try:
+            for name, m in masks.items():
+                self.masked[name].mask_override = m
+            yield
+        finally:
+            for layer in self.masked.values():
+                layer.mask_override = None
 
 
 @dataclass(frozen=True)
@@ -146,7 +251,7 @@ class SupermaskMlpOptions:
 
 
 @MODELS.register(SupermaskMlpOptions)
-class SupermaskMLP(CLModel):
+class SupermaskMLP(SupermaskNet):
     """fc1, h1, ..., fcL, hL, out: MaskedLinear layers, a UnitGate after each hidden ReLU."""
 
     def __init__(self, opts: SupermaskMlpOptions, spec: InputSpec) -> None:
@@ -157,7 +262,7 @@ class SupermaskMLP(CLModel):
         self.n_outputs = opts.outputs or spec.n_outputs
         widths = [self.n_in, *opts.hidden, self.n_outputs]
         self.unit_layers = {}
-        self.masked: dict[str, MaskedLinear] = {}
+        self.masked: dict[str, MaskedLayer] = {}
         for i, (fan_in, units) in enumerate(itertools.pairwise(widths), start=1):
             keep = er_keep_fraction(units, fan_in, opts.er_scale)
             layer = MaskedLinear(fan_in, units, opts.mask_rule, keep)
@@ -171,50 +276,6 @@ class SupermaskMLP(CLModel):
                 self.masked["out"] = layer
         self.readout = "out"
         self.reset_parameters()
-
-    @property
-    def edges(self) -> dict[str, int]:
-        """Masked edges per layer, in the flat order of `flat_mask`/`split_flat`."""
-        return {name: layer.weight.numel() for name, layer in self.masked.items()}
-
-    def reset_parameters(self) -> None:
-        """Per layer from the global torch RNG: the default init (kaiming_uniform a=√5) whose signs
-        make the signed-constant weight, then the scores (kaiming_uniform a=√5)."""
-        gain = nn.init.calculate_gain("relu")
-        with torch.no_grad():
-            for layer in self.masked.values():
-                nn.init.kaiming_uniform_(layer.weight, a=math.sqrt(5))
-                layer.weight.copy_(layer.weight.sign() * (gain / math.sqrt(layer.in_features)))
-                nn.init.kaiming_uniform_(layer.scores, a=math.sqrt(5))
-
-    # -- masks --------------------------------------------------------------------------------
-    def flat_mask(self) -> Tensor:
-        """The current scores' binary masks, all layers flattened and concatenated (bool [E], no gradient)."""
-        with torch.no_grad():
-            return torch.cat([binary_mask(layer.scores, layer.rule, layer.keep).flatten().bool()
-                              for layer in self.masked.values()])
-
-    def split_flat(self, flat: Tensor) -> dict[str, Tensor]:
-        """A flat [..., E] tensor → {layer: [..., out, in]} (views of a 1-D one), the inverse of `flat_mask`'s order."""
-        out, i = {}, 0
-        for name, layer in self.masked.items():
-            n = layer.weight.numel()
-            out[name] = flat[..., i : i + n].reshape(*flat.shape[:-1], *layer.weight.shape)
-            i += n
-        return out
-
-    @contextmanager
-    def using_masks(self, masks: dict[str, Tensor]) -> Iterator[None]:
-        """Forwards inside the block use these masks (every masked layer must be given) instead of the scores'."""
-        if set(masks) != set(self.masked):
-            raise KeyError(f"using_masks needs a mask for each of {list(self.masked)}, got {sorted(masks)}")
-        try:
-            for name, m in masks.items():
-                self.masked[name].mask_override = m
-            yield
-        finally:
-            for layer in self.masked.values():
-                layer.mask_override = None
 
     # -- forward ------------------------------------------------------------------------------
     def _hidden(self) -> list[tuple[str, MaskedLinear, UnitGate]]:
