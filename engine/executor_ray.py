@@ -106,6 +106,7 @@ class RayExecutor:
             except (ConnectionError, RuntimeError, ValueError) as e:
                 raise CltuiError(f"cannot reach Ray at {address or 'a new local instance'}: {str(e).splitlines()[0]}") from None
         self._remote = self.ray.remote(train_slot)
+        self._refs: list[Any] = []
 
     def submit(self, run: PlannedRun, stop_at_step: int | None = None) -> RunHandle:
         from engine.config import config_to_dict
@@ -118,6 +119,7 @@ class RayExecutor:
             num_cpus=max(1, cfg.threads), num_gpus=1 if cfg.device == "cuda" else 0,
             max_retries=self.max_retries, retry_exceptions=False,
         ).remote(config_to_dict(cfg), run.group, list(run.overrides), str(self.runs_dir), self.data_dir, str(member))
+        self._refs.append(ref)
         deadline = time.monotonic() + START_TIMEOUT
         while time.monotonic() < deadline:  # the record exists once the worker wrote the member
             info = read_member(member)
@@ -154,6 +156,17 @@ class RayExecutor:
         ref = getattr(handle, "ref", None)
         if ref is not None:
             self.ray.cancel(ref)  # KeyboardInterrupt/SIGINT in the worker: the engine checkpoints and stops
+
+    def stop_all(self) -> None:
+        """Cancel every task not done: running ones checkpoint and stop ('interrupted'), queued ones never start."""
+        for ref in self._refs:
+            self.ray.cancel(ref)
+
+    def kill_all(self) -> list[int]:
+        """Force-cancel every task (its worker is killed: the steps since its last checkpoint are lost)."""
+        for ref in self._refs:
+            self.ray.cancel(ref, force=True)
+        return []
 
     def shutdown(self) -> None:
         self.ray.shutdown()
