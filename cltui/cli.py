@@ -285,7 +285,9 @@ def sweep(
         else:
             ex = _executor(runs_dir, data_dir)
     except CltuiError as e:
-        fail(str(e))
+        from rich.markup import escape
+
+        fail(escape(str(e)))  # 'cltui[ray]' is not markup
     n_points = len(planned) // seeds
     console.print(f"sweep [bold]{gid}[/bold]: {n_points} grid point{'s' * (n_points != 1)} × {seeds} seed"
                   f"{'s' * (seeds != 1)} = {len(planned)} runs · {executor.value} executor · {max_parallel} at a time",

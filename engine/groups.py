@@ -166,9 +166,19 @@ def _read(run_dir: Path, with_series: bool) -> RunRecord | None:
         return None
 
 
+def _sweep_ref(runs_dir: Path, ref: str) -> str | None:
+    """The sweep id `ref` names: exactly, or as the one sweep id containing it."""
+    ids = group_ids(runs_dir)
+    if ref in ids:
+        return ref
+    hits = [i for i in ids if ref in i]
+    return hits[0] if len(hits) == 1 else None
+
+
 def is_group(runs_dir: Path, ref: str) -> bool:
-    """Whether `ref` names a sweep record or a seed group (cheap for a sweep; scans the runs for a seed group)."""
-    return (group_dir(runs_dir, ref) / GROUP_FILE).is_file() or bool(RunStore(runs_dir).group_members(ref))
+    """Whether `ref` names a sweep record (or a unique part of one's id) or a seed group (an exact id;
+    this scans the runs)."""
+    return _sweep_ref(runs_dir, ref) is not None or bool(RunStore(runs_dir).group_members(ref))
 
 
 def group_ids(runs_dir: Path) -> list[str]:
@@ -180,11 +190,7 @@ def group_ids(runs_dir: Path) -> list[str]:
 def load_group(runs_dir: Path, ref: str, with_series: bool = False) -> Group:
     """The sweep or seed group `ref` (exact id, or a unique part of a sweep id) with its runs read now."""
     runs_dir = Path(runs_dir)
-    ids = group_ids(runs_dir)
-    if ref not in ids:
-        hits = [i for i in ids if ref in i]
-        if len(hits) == 1:
-            ref = hits[0]
+    ref = _sweep_ref(runs_dir, ref) or ref
     path = group_dir(runs_dir, ref) / GROUP_FILE
     if path.is_file():
         data = json.loads(path.read_text())
