@@ -40,11 +40,11 @@ def _value(v: Any) -> str:
 
 def group_header(g: Group) -> Text:
     t = Text()
-    t.append(f"{'sweep' if g.kind == 'sweep' else 'seed group'} {g.group}", style="bold")
+    t.append(f"{'sweep' if g.kind == 'sweep' else 'seed group'} {g.group} ({len(g.members)} runs)", style="bold")
     t.append(f"  [{g.status}]\n", style=status_style(g.status) or "bold yellow")
     axes = " × ".join(f"{k} ∈ {{{', '.join(_value(v) for v in vs)}}}" for k, vs in g.axes.items())
     seeds = sorted({m.seed for m in g.members})
-    t.append(f"preset {g.preset} · {len(g.members)} runs: " + (f"{axes} × " if axes else "")
+    t.append(f"preset {g.preset} · " + (f"{axes} × " if axes else "")
              + f"seeds {', '.join(map(str, seeds))}" + (f" · executor {g.executor}" if g.executor else "") + "\n")
     if g.overrides:
         t.append("overrides: " + " ".join(g.overrides) + "\n", style="dim")

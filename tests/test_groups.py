@@ -128,3 +128,12 @@ def test_ray_executor_without_ray_is_one_line(tmp_path: Path, monkeypatch: pytes
                                    "--runs-dir", str(tmp_path / "runs")])
     assert out.exit_code == 2 and 'pip install "cltui[ray]"' in out.output and "Traceback" not in out.output
     assert not (tmp_path / "runs" / "groups").exists()  # nothing recorded for a sweep that never started
+
+
+def test_parquet_export_reads_back(sweep_dir: Path, tmp_path: Path) -> None:
+    pq = pytest.importorskip("pyarrow.parquet")  # parquet is optional: only where pyarrow is installed
+    out = CliRunner().invoke(app, ["export", GROUP, "--format", "parquet", "-o", str(tmp_path / "g.parquet"),
+                                   "--runs-dir", str(sweep_dir)])
+    assert out.exit_code == 0, out.output
+    table = pq.read_table(tmp_path / "g.parquet").to_pylist()
+    assert table == tidy_rows(load_group(sweep_dir, GROUP))
