@@ -20,6 +20,7 @@ Torch-free on the driver; the task function imports the engine (torch) on the wo
 
 from __future__ import annotations
 
+import logging
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -102,7 +103,7 @@ class RayExecutor:
             if address is None and num_cpus is not None:
                 kwargs["num_cpus"] = num_cpus
             try:
-                self.ray.init(address=address, **kwargs)
+                self.ray.init(address=address, logging_level=logging.WARNING, **kwargs)
             except (ConnectionError, RuntimeError, ValueError) as e:
                 raise CltuiError(f"cannot reach Ray at {address or 'a new local instance'}: {str(e).splitlines()[0]}") from None
         self._remote = self.ray.remote(train_slot)

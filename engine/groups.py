@@ -35,6 +35,7 @@ from typing import Any
 
 from engine.errors import RunStoreError
 from engine.presentation import METRIC_LABELS, NAN, mean_std, metrics_of
+from engine.runlock import lock_held
 from engine.store import RunStore, read_run
 from engine.store_read import RunRecord
 
@@ -136,6 +137,8 @@ class Group:
     stored_status: str = ""
     executor: str = ""
     overrides: list[str] = field(default_factory=list)
+    driving: bool = False
+    """whether the sweep's driver is still starting runs (it holds the group directory's writer lock)"""
 
     @property
     def counts(self) -> dict[str, int]:
@@ -143,10 +146,10 @@ class Group:
 
     @property
     def status(self) -> str:
-        """'running' while a member runs; 'finished' when all did; else 'incomplete' (some failed, were
-        stopped or never started, and nothing runs any more)."""
+        """'running' while a member runs or the driver is still starting runs; 'finished' when all did;
+        else 'incomplete' (some failed, were stopped or never started, and nothing runs any more)."""
         c = self.counts
-        if c.get("running"):
+        if c.get("running") or self.driving:
             return "running"
         return "finished" if c.get("finished", 0) == len(self.members) else "incomplete"
 
@@ -202,7 +205,8 @@ def load_group(runs_dir: Path, ref: str, with_series: bool = False) -> Group:
             members.append(Member({k: parse_value(str(v)) for k, v in slot["point"].items()}, int(slot["seed"]),
                                   rid, rec, int(m.get("attempts", 0))))
         return Group(ref, "sweep", data["preset"], {k: [parse_value(str(v)) for v in vs] for k, vs in data["axes"].items()},
-                     members, data.get("status", ""), data.get("executor", ""), list(data.get("overrides", [])))
+                     members, data.get("status", ""), data.get("executor", ""), list(data.get("overrides", [])),
+                     data.get("status") == "running" and lock_held(group_dir(runs_dir, ref)) is True)
     dirs = RunStore(runs_dir).group_members(ref)
     if not dirs:
         raise RunStoreError(f"no group {ref!r} in {runs_dir}; list runs and groups with: cltui runs")

@@ -18,7 +18,7 @@ from typing import Any
 from engine.executor import Executor, Outcome, RunHandle, run_all
 from engine.groups import create_group, end_group, group_dir, member_key, write_member
 from engine.planning import PlannedRun, format_value, plan
-from engine.runlock import slug
+from engine.runlock import WriterLock, slug
 
 
 def sweep_id(name: str, n_points: int, n_seeds: int, stamp: str | None = None) -> str:
@@ -53,6 +53,8 @@ def run_sweep(executor: Executor, runs_dir: Path, group: str, preset: str, overr
     create_group(runs_dir, group, preset, overrides, {k: [format_value(v) for v in vs] for k, vs in grid.items()},
                  seeds, slots, executor_name)
     members = group_dir(runs_dir, group) / "members"
+    # Held while this driver starts runs: a reader tells a sweep still going from one whose driver died.
+    lock = WriterLock.acquire(group_dir(runs_dir, group))
     self_recording = bool(getattr(executor, "writes_members", False))
 
     def started(run: PlannedRun, handle: RunHandle) -> None:
@@ -67,4 +69,5 @@ def run_sweep(executor: Executor, runs_dir: Path, group: str, preset: str, overr
     finally:
         done = len(outcomes) == len(runs) and all(o.status == "finished" for o in outcomes)
         end_group(runs_dir, group, "finished" if done else "incomplete")
+        lock.release()
     return outcomes

@@ -137,3 +137,19 @@ def test_parquet_export_reads_back(sweep_dir: Path, tmp_path: Path) -> None:
     assert out.exit_code == 0, out.output
     table = pq.read_table(tmp_path / "g.parquet").to_pylist()
     assert table == tidy_rows(load_group(sweep_dir, GROUP))
+
+
+def test_a_sweep_whose_driver_still_starts_runs_is_running(sweep_dir: Path) -> None:
+    """Slots not started yet: 'running' while the driver holds the group's lock, 'incomplete' once it is gone."""
+    import json as _json
+
+    from engine.runlock import WriterLock
+
+    path = group_dir(sweep_dir, GROUP) / "group.json"
+    assert _json.loads(path.read_text())["status"] == "running"
+    lock = WriterLock.acquire(group_dir(sweep_dir, GROUP))
+    try:
+        assert load_group(sweep_dir, GROUP).status == "running"
+    finally:
+        lock.release()
+    assert load_group(sweep_dir, GROUP).status == "incomplete"  # the driver died before starting the last run
