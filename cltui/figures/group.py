@@ -130,3 +130,23 @@ def write_group_figures(g: Group, whats: list[str], fmt: str, out_dir: Path) -> 
             raise FigureWriteError(f"cannot write {path}: {e.strerror or e}") from None
         written.append(path)
     return written, skipped
+
+
+def seen_mean_bands(g: Group) -> list[tuple[str, np.ndarray, np.ndarray, np.ndarray | None]]:
+    """Per grid point: (label, steps, mean, std) of the mean accuracy over the tasks seen so far, averaged
+    over the point's seeds (std None for one run): one line with a band per point, for the TUI's group view."""
+    out = []
+    for label, recs in _points(g):
+        curves = []
+        for r in recs:
+            if r.curve_acc.shape[0] == 0:
+                continue
+            with warnings.catch_warnings():  # a point before any task is evaluated has no seen task
+                warnings.simplefilter("ignore", RuntimeWarning)
+                curves.append((r.curve_steps.astype(float), np.nanmean(r.curve_acc.astype(float), axis=1)))
+        if not curves:
+            continue
+        n = min(x.shape[0] for x, _ in curves)
+        mean, std = mean_and_std(np.stack([y[:n] for _, y in curves]))
+        out.append((f"{label} (n={len(curves)})", curves[0][0][:n], mean, std))
+    return out

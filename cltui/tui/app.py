@@ -165,6 +165,12 @@ class CltuiApp(App[None]):
         assert isinstance(screen, CompareScreen)
         screen.show_runs(run_dirs)
 
+    def open_group(self, group: str) -> None:
+        """Push the group view (a sweep or seed group: mean ± std per grid point, its runs, bands)."""
+        from cltui.tui.screens.group import GroupScreen  # imports plotext: only when a group is opened
+
+        self.push_screen(GroupScreen(self.settings.runs_dir, group, self.settings.runs_poll))
+
     # -- launching -----------------------------------------------------------------------------
     def start_runs(self, preset: str, overrides: list[str], seeds: int = 1) -> None:
         """Plan `preset` with `overrides` over `seeds` seeds (engine.planning) and start every run
@@ -227,6 +233,12 @@ class CltuiApp(App[None]):
         for i, (mode, cls) in enumerate(SCREENS.items(), 1):
             yield SystemCommand(f"{mode.capitalize()} screen", f"({i}) {cls.__doc__}", partial(self.switch_mode, mode))
         yield SystemCommand("Help", "What each screen shows and its keys (?)", self.action_help)
+        from engine.groups import group_ids
+
+        seed_groups = {r.group for r in self.latest_records if r.group}
+        for gid in [*reversed(group_ids(self.settings.runs_dir)), *sorted(seed_groups)]:
+            yield SystemCommand(f"Open group {gid}", "mean ± sample std per grid point, its runs, curves with bands",
+                                partial(self.open_group, gid), discover=False)
         for rec in self.latest_records:
             yield SystemCommand(f"Open run {rec.run_id}", f"{rec.live_status} · {rec.benchmark} · {rec.method}",
                                 partial(self.open_run, rec.run_dir), discover=False)
