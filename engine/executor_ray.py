@@ -116,6 +116,7 @@ class RayExecutor:
             raise CltuiError("the Ray executor does not stop runs at a step")
         member = self.members_dir / f"{member_key(run.overrides, run.config.seed)}.json"
         cfg = run.config
+        self._check_fits(max(1, cfg.threads), 1 if cfg.device == "cuda" else 0)
         ref = self._remote.options(
             num_cpus=max(1, cfg.threads), num_gpus=1 if cfg.device == "cuda" else 0,
             max_retries=self.max_retries, retry_exceptions=False,
@@ -137,6 +138,15 @@ class RayExecutor:
                     raise RunStartError(str(cause).strip().splitlines()[-1], type(cause).__name__) from None
         self.ray.cancel(ref, force=True)
         raise RunStartError(f"no run started within {START_TIMEOUT:.0f} s (is the Ray cluster busy?)", "Timeout")
+
+    def _check_fits(self, cpus: int, gpus: int) -> None:
+        """Refuse a task no node of the cluster could ever run (Ray would keep it pending forever)."""
+        have = self.ray.cluster_resources()
+        for what, need in (("CPU", cpus), ("GPU", gpus)):
+            if need > have.get(what, 0):
+                hint = "set device=auto or cpu" if what == "GPU" else "lower threads"
+                raise RunStartError(f"the run asks Ray for {need} {what}, the cluster has {have.get(what, 0):g}; "
+                                    f"{hint}", "ResourceError")
 
     def resume(self, run_dir: Path, stop_at_step: int | None = None) -> RunHandle:
         raise CltuiError("resume a single run with: cltui resume RUN (the local executor)")
