@@ -39,3 +39,27 @@ async def test_group_view_shows_stats_runs_and_bands(make_app, runs_dir: Path) -
         assert all(std is not None and "n=2" in label for label, _, _, std in plot.bands)
         await pilot.press("escape")
         await wait_for(pilot, lambda: not isinstance(app.screen, GroupScreen), what="back")
+
+
+async def test_sweep_launcher_plans_grid_times_seeds_and_opens_the_group(make_app, runs_dir: Path, executor) -> None:  # type: ignore[no-untyped-def]
+    from cltui.tui.screens.group import GroupScreen
+    from cltui.tui.screens.sweep import SweepScreen
+    from engine.groups import group_ids, load_group
+
+    app = make_app()
+    async with app.run_test(size=(120, 40)) as pilot:
+        app.ask_sweep()
+        await wait_for(pilot, lambda: isinstance(app.screen, SweepScreen) and bool(app.screen.query("#sweep-grid")),
+                       what="the sweep launcher")
+        app.screen.query_one("#sweep-preset").value = "split-mnist/ewc"
+        app.screen.query_one("#sweep-grid").value = "method.ewc_lambda=1,10"
+        app.screen.query_one("#sweep-seeds").value = "2"
+        app.screen.query_one("#sweep-parallel").value = "2"
+        app.screen.query_one("#sweep-grid").focus()
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: isinstance(app.screen, GroupScreen), what="the group view")
+        await wait_for(pilot, lambda: len(executor.submitted) == 4, what="4 runs submitted")
+        assert sorted((r.config.method.options.ewc_lambda, r.config.seed) for r in executor.submitted) == \
+            [(1.0, 0), (1.0, 1), (10.0, 0), (10.0, 1)]
+        (gid,) = group_ids(runs_dir)
+        await wait_for(pilot, lambda: len(load_group(runs_dir, gid).records) == 4, what="4 members recorded")
