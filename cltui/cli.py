@@ -451,10 +451,15 @@ def runs(runs_dir: RunsDir = None) -> None:
         console.print(f"no runs in {runs_root(runs_dir)}; start one with: cltui run demo")
         return
     console.print(runs_table(records))
+    from cltui.group_views import groups_table
+
+    groups = groups_table(runs_root(runs_dir))  # sweeps recorded beside the runs (cltui show GROUP)
+    if groups is not None:
+        console.print(groups)
 
 
 @app.command()
-def show(run: Annotated[str, typer.Argument(help="run id, unique part of it, or a seed-group id")], runs_dir: RunsDir = None) -> None:
+def show(run: Annotated[str, typer.Argument(help="run id, unique part of it, or a sweep / seed-group id")], runs_dir: RunsDir = None) -> None:
     """A run's config, accuracy matrix and metrics beside the reference; groups show mean ± std over seeds."""
     from rich.syntax import Syntax
 

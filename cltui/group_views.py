@@ -85,6 +85,28 @@ def member_table(g: Group) -> Table:
     return t
 
 
+def groups_table(runs_dir: Path) -> Table | None:
+    """The sweeps recorded under `runs_dir` (newest first): id, status, runs, axes; None when there are none."""
+    from engine.groups import group_ids
+
+    ids = group_ids(runs_dir)
+    if not ids:
+        return None
+    t = Table(title="sweeps (cltui show|export|plot|watch GROUP)", title_justify="left", show_edge=False,
+              pad_edge=False)
+    for col in ("group", "status", "runs", "axes"):
+        t.add_column(col, overflow="fold")
+    for gid in reversed(ids):
+        try:
+            g = load_group(runs_dir, gid)
+        except (CltuiError, OSError, ValueError, KeyError):  # a damaged record never hides the others
+            t.add_row(gid, "unreadable", "", "")
+            continue
+        t.add_row(gid, Text(g.status, style=status_style(g.status)), g.status_text,
+                  " × ".join(f"{k}: {len(v)}" for k, v in g.axes.items()))
+    return t
+
+
 def group_view(g: Group) -> RichGroup:
     return RichGroup(group_header(g), Text(""), point_table(g), Text(""), member_table(g))
 

@@ -153,3 +153,12 @@ def test_a_sweep_whose_driver_still_starts_runs_is_running(sweep_dir: Path) -> N
     finally:
         lock.release()
     assert load_group(sweep_dir, GROUP).status == "incomplete"  # the driver died before starting the last run
+
+
+def test_a_damaged_group_record_is_one_line_and_hides_nothing(sweep_dir: Path) -> None:
+    (group_dir(sweep_dir, GROUP) / "group.json").write_text("{not json")
+    r = CliRunner()
+    out = r.invoke(app, ["show", GROUP, "--runs-dir", str(sweep_dir)])
+    assert out.exit_code == 2 and out.output.startswith("error: group") and "Traceback" not in out.output
+    out = r.invoke(app, ["runs", "--runs-dir", str(sweep_dir)])
+    assert out.exit_code == 0 and "unreadable" in out.output and out.output.count("finished") >= 4
