@@ -23,8 +23,8 @@ from tests.conftest import assert_same_final_state, assert_same_series
 
 ray = pytest.importorskip("ray")
 
-# Slow enough (2 × 400 steps) that the kill lands inside the second task, after the checkpoint at step 450.
-SWEEP = ["benchmark.num_tasks=2", "model.hidden=[16]", "training.steps_per_task=400", "training.batch_size=16",
+# Slow enough (2 × 600 steps) that the kill lands inside the second task (a 500-step window), after a checkpoint.
+SWEEP = ["benchmark.num_tasks=2", "model.hidden=[16]", "training.steps_per_task=600", "training.batch_size=16",
          "analyses.curves.every=100", "analyses.curves.samples=20", "training.log_every=10", "threads=1",
          "checkpoint.every_steps=50", "checkpoint.every_seconds=0"]
 GRID = ["training.lr=0.001,0.01"]
@@ -69,7 +69,7 @@ def test_ray_sweep_survives_a_killed_worker_and_equals_local_runs(local_ray: Non
 
     def on_start(run: PlannedRun, handle: RunHandle) -> None:
         if not threads:  # the first run's worker dies mid-run
-            t = threading.Thread(target=_kill_when_past, args=(handle.run_dir, 470, killed), daemon=True)
+            t = threading.Thread(target=_kill_when_past, args=(handle.run_dir, 700, killed), daemon=True)
             t.start()
             threads.append(t)
 
