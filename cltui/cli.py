@@ -29,6 +29,7 @@ from engine.runlock import still_running
 
 if TYPE_CHECKING:
     from engine.executor import LocalExecutor, Outcome, RunHandle
+    from engine.groups import Group
     from engine.planning import PlannedRun
 
 app = typer.Typer(add_completion=False, no_args_is_help=False, rich_markup_mode=None,
@@ -49,6 +50,12 @@ class Device(str, Enum):
 class ExportFormat(str, Enum):
     csv = "csv"
     json = "json"
+    parquet = "parquet"
+
+
+class ExecutorKind(str, Enum):
+    local = "local"
+    ray = "ray"
 
 
 RunsDir = Annotated[Path | None, typer.Option("--runs-dir", help="where runs are stored (default: $CLTUI_RUNS_DIR, else ./runs)")]
@@ -80,7 +87,7 @@ class _Interrupts:
     further planned run starts) and cltui keeps waiting for them; the second kills them at once,
     and each one's end line says what it lost."""
 
-    def __init__(self, executor: LocalExecutor) -> None:
+    def __init__(self, executor: Any) -> None:  # LocalExecutor, RayExecutor: stop_all / kill_all
         self.executor = executor
         self.count = 0
         self.killed: set[int] = set()
@@ -225,6 +232,80 @@ def run(
     raise typer.Exit(code)
 
 
+def _group(ref: str, runs_dir: Path | None, with_series: bool = False) -> Group | None:
+    """The sweep or seed group `ref` names, or None when it names none (then it is a run reference)."""
+    from engine.groups import is_group, load_group
+
+    root = runs_root(runs_dir)
+    try:
+        if not root.is_dir() or not is_group(root, ref):
+            return None
+        return load_group(root, ref, with_series)
+    except (CltuiError, OSError, ValueError, KeyError) as e:  # a damaged group.json: one line
+        fail(f"group {ref}: {e}")
+    return None
+
+
+@app.command()
+def sweep(
+    preset: Annotated[str, typer.Argument(help="preset name (see `cltui presets`) or a path to a .toml file")],
+    grid: Annotated[list[str], typer.Option("--grid", help="sweep a key over values, e.g. --grid training.lr=0.1,0.01 (repeatable: the cartesian product)")] = [],  # noqa: B006
+    seeds: Annotated[int, typer.Option(help="seeds per grid point (seed, seed+1, ...)")] = 1,
+    executor: Annotated[ExecutorKind, typer.Option("--executor", help="local: child processes here; ray: one Ray task per run")] = ExecutorKind.local,
+    max_parallel: Annotated[int, typer.Option("--max-parallel", help="runs at a time")] = 1,
+    ray_address: Annotated[str | None, typer.Option("--ray-address", help="Ray cluster to join (e.g. ray://host:10001 or auto); default: start a local Ray instance")] = None,
+    set_: Annotated[list[str], typer.Option("--set", help="override a config key for every run, e.g. --set training.lr=0.001")] = [],  # noqa: B006
+    seed: Annotated[int | None, typer.Option(help="first seed (overrides the preset's)")] = None,
+    device: Annotated[Device | None, typer.Option(help="auto = CUDA when present, else CPU")] = None,
+    runs_dir: RunsDir = None,
+    data_dir: DataDir = None,
+) -> None:
+    """Run a preset over a grid × seeds as one group (`cltui show/export/plot/watch GROUP`).
+
+    With --executor ray the runs dir must be readable by every Ray node (a shared filesystem); a run whose
+    worker dies is resumed from its checkpoint. Ctrl-C stops every run with a checkpoint; a second kills."""
+    from engine.executor import exit_code
+    from engine.groups import group_dir
+    from engine.planning import parse_grid
+    from engine.store import RunStore
+    from engine.sweep import plan_sweep, run_sweep
+
+    if max_parallel < 1:
+        fail("--max-parallel must be at least 1")
+    if ray_address and executor is not ExecutorKind.ray:
+        fail("--ray-address is for --executor ray")
+    root = runs_root(runs_dir)
+    try:
+        parsed = parse_grid(grid)
+        gid, planned, slots = plan_sweep(preset, set_, seeds, parsed, seed=seed, device=device.value if device else None)
+        RunStore(root).check_writable()
+        if executor is ExecutorKind.ray:
+            from engine.executor_ray import RayExecutor
+
+            ex: Any = RayExecutor(root, group_dir(root, gid) / "members", str(data_dir) if data_dir else None,
+                                  ray_address)
+        else:
+            ex = _executor(runs_dir, data_dir)
+    except CltuiError as e:
+        from rich.markup import escape
+
+        fail(escape(str(e)))  # 'cltui[ray]' is not markup
+    n_points = len(planned) // seeds
+    console.print(f"sweep [bold]{gid}[/bold]: {n_points} grid point{'s' * (n_points != 1)} × {seeds} seed"
+                  f"{'s' * (seeds != 1)} = {len(planned)} runs · {executor.value} executor · {max_parallel} at a time",
+                  highlight=False)
+    t0 = time.monotonic()
+    with _Interrupts(ex).installed() as intr:
+        outcomes = run_sweep(ex, root, gid, planned[0].config.name, set_, parsed, planned, slots, max_parallel,
+                             executor.value, on_start=lambda r, h: console.print(f"started {h.run_id}", highlight=False),
+                             on_end=lambda o: _report_end(o, False, brief=True, killed=o.handle is not None
+                                                          and intr.was_killed(o.handle)),
+                             halt=lambda: intr.stopping)
+    console.print(f"sweep {gid}: {len(planned)} runs in {time.monotonic() - t0:.1f} s wall", highlight=False)
+    show(gid, runs_dir)
+    raise typer.Exit(exit_code(outcomes))
+
+
 @app.command()
 def resume(
     run: Annotated[str, typer.Argument(help="run id (or unique part of it)")],
@@ -261,13 +342,24 @@ def resume(
 
 
 @app.command()
-def watch(run: Annotated[str, typer.Argument(help="run id (or unique part of it)")], runs_dir: RunsDir = None) -> None:
-    """Follow a run started elsewhere (another terminal, the TUI) until it stops. Ctrl-C (or SIGTERM)
-    only stops watching: the run goes on."""
+def watch(run: Annotated[str, typer.Argument(help="run id (or unique part of it), or a group id")], runs_dir: RunsDir = None) -> None:
+    """Follow a run or group started elsewhere (another terminal, the TUI) until it stops. Ctrl-C (or
+    SIGTERM) only stops watching: the runs go on."""
     from cltui.live import follow
     from engine.executor import RunHandle
     from engine.store import RunStore, read_run
 
+    if (grp := _group(run, runs_dir)) is not None:
+        from cltui.group_views import watch_group
+
+        old_term = signal.signal(signal.SIGTERM, lambda signum, frame: (_ for _ in ()).throw(KeyboardInterrupt()))
+        try:
+            watch_group(runs_root(runs_dir), grp.group, console)
+        except KeyboardInterrupt:
+            console.print(f"stopped watching; the runs go on. Again: cltui watch {grp.group}")
+        finally:
+            signal.signal(signal.SIGTERM, old_term)
+        return
     try:
         run_dir = RunStore(runs_root(runs_dir)).find(run)
         rec = read_run(run_dir, with_series=False)
@@ -369,28 +461,30 @@ def runs(runs_dir: RunsDir = None) -> None:
         console.print(f"no runs in {runs_root(runs_dir)}; start one with: cltui run demo")
         return
     console.print(runs_table(records))
+    from cltui.group_views import groups_table
+
+    groups = groups_table(runs_root(runs_dir))  # sweeps recorded beside the runs (cltui show GROUP)
+    if groups is not None:
+        console.print(groups)
 
 
 @app.command()
-def show(run: Annotated[str, typer.Argument(help="run id, unique part of it, or a seed-group id")], runs_dir: RunsDir = None) -> None:
+def show(run: Annotated[str, typer.Argument(help="run id, unique part of it, or a sweep / seed-group id")], runs_dir: RunsDir = None) -> None:
     """A run's config, accuracy matrix and metrics beside the reference; groups show mean ± std over seeds."""
     from rich.syntax import Syntax
 
-    from cltui.views import metrics_table, run_summary, runs_table
+    from cltui.views import metrics_table, run_summary
     from engine.presentation import group_stats
     from engine.store import RunStore, read_run
 
     store = RunStore(runs_root(runs_dir))
-    members = store.group_members(run)
-    if members:
-        try:
-            recs = [read_run(p) for p in members]
-        except CltuiError as e:
-            fail(str(e))
-        console.print(f"[bold]seed group {run}[/bold] ({len(recs)} runs)")
-        console.print(runs_table(recs))
-        (g,) = group_stats(recs)
-        console.print(metrics_table(recs[0], g.mean, g.std))
+    if (grp := _group(run, runs_dir)) is not None:
+        from cltui.group_views import group_view
+
+        console.print(group_view(grp))
+        if grp.kind == "seeds" and grp.records:  # one point: its metrics beside the reference
+            (g,) = group_stats(grp.records)
+            console.print(metrics_table(grp.records[0], g.mean, g.std))
         return
     try:
         rec = read_run(store.find(run))
@@ -403,16 +497,31 @@ def show(run: Annotated[str, typer.Argument(help="run id, unique part of it, or 
 
 @app.command()
 def export(
-    run: Annotated[str, typer.Argument(help="run id (or unique part of it)")],
-    format: Annotated[ExportFormat, typer.Option("--format", help="csv (accuracy matrix) or json (everything)")] = ExportFormat.json,
+    run: Annotated[str, typer.Argument(help="run id (or unique part of it), or a group id")],
+    format: Annotated[ExportFormat, typer.Option("--format", help="run: csv (accuracy matrix) or json (everything); group: csv, json or parquet (one row per run)")] = ExportFormat.json,
     output: Annotated[Path | None, typer.Option("--output", "-o", help="file to write (default: stdout)")] = None,
     runs_dir: RunsDir = None,
 ) -> None:
-    """Export a run: its accuracy matrix as CSV, or config, matrix, metrics, curves and every recorded series as JSON."""
+    """Export a run: its accuracy matrix as CSV, or config, matrix, metrics, curves and every recorded series as JSON.
+    Export a group: one tidy row per run (group, run_id, status, seed, one column per grid axis, metrics)."""
     import numpy as np  # here, not at the top: `cltui --help` and most commands never need it
 
     from engine.store import RunStore, read_run
 
+    if (grp := _group(run, runs_dir)) is not None:
+        from cltui.group_views import export_rows
+
+        try:
+            text = export_rows(grp, format.value, output)
+        except CltuiError as e:
+            fail(str(e))
+        if text is None:
+            console.print(f"wrote {output}", highlight=False)
+        else:
+            sys.stdout.write(text)
+        return
+    if format is ExportFormat.parquet:
+        fail("--format parquet is for groups (one row per run); export a run as csv or json")
     try:
         rec = read_run(RunStore(runs_root(runs_dir)).find(run))
     except CltuiError as e:
@@ -478,35 +587,35 @@ class PlotFormat(str, Enum):
 
 @app.command()
 def plot(
-    run: Annotated[str, typer.Argument(help="run id (or unique part of it)")],
+    run: Annotated[str, typer.Argument(help="run id (or unique part of it), or a group id")],
     what: Annotated[list[PlotWhat], typer.Option("--what", help="figure(s) to draw (repeatable); all = every one the run has data for")] = [PlotWhat.all],  # noqa: B006
     format: Annotated[PlotFormat, typer.Option("--format", help="file format")] = PlotFormat.png,
     output: Annotated[Path | None, typer.Option("--output", "-o", help="folder to write to (default: the run's figures/ folder)")] = None,
     baseline: Annotated[str | None, typer.Option("--baseline", help="stages: a run to subtract (e.g. the retrained network)")] = None,
     runs_dir: RunsDir = None,
 ) -> None:
-    """Draw a run's figures with matplotlib (accuracy matrix, forgetting curves, and each analysis it recorded)."""
+    """Draw a run's figures with matplotlib (accuracy matrix, forgetting curves, and each analysis it recorded);
+    a group's: mean ± sample std curves (bands) and matrices per grid point."""
     from rich.markup import escape
 
-    from cltui.figures.export import write_figures
-    from engine.store import RunStore, read_run
+    from engine.store import RunStore
 
     whats = [w.value for w in what]
     if baseline is not None and not {"stages", "all"} & set(whats):
         fail("--baseline is only used by --what stages (or all)")
     store = RunStore(runs_root(runs_dir))
-    members = store.group_members(run)
-    if members:
-        fail(f"{run} is a seed group of {len(members)} runs; plot one of them ({members[0].name}, ...; "
-             f"cltui show {run} lists them)")
-    try:
-        rec = read_run(store.find(run))
-        base = read_run(store.find(baseline)) if baseline is not None else None
-        written, skipped = write_figures(rec, whats, format.value, output or rec.run_dir / "figures", base)
-    except CltuiError as e:
-        fail(escape(str(e)))  # the line names a config table, e.g. [analyses.probes]: not markup
-    if not written:
-        fail(f"run {rec.run_id} has no data for any figure yet")
+    if (grp := _group(run, runs_dir, with_series=True)) is not None:
+        from cltui.figures.group import write_group_figures
+
+        if baseline is not None:
+            fail("--baseline is for one run's stages figure, not a group")
+        try:
+            written, skipped = write_group_figures(grp, whats, format.value,
+                                                   output or runs_root(runs_dir) / "groups" / grp.group / "figures")
+        except CltuiError as e:
+            fail(escape(str(e)))
+    else:
+        written, skipped = _plot_run(store, run, whats, format.value, output, baseline)
     for line in skipped:
         err_console.print(f"[yellow]skipped {escape(line)}[/yellow]", highlight=False, soft_wrap=True)
     for path in written:
@@ -553,6 +662,24 @@ def bench(
             console.print(f"{s['preset']}: {s['bare_note']}")
     if json_:
         console.print(f"wrote {json_}")
+
+
+def _plot_run(store: Any, run: str, whats: list[str], fmt: str, output: Path | None,
+              baseline: str | None) -> tuple[list[Path], list[str]]:
+    from rich.markup import escape
+
+    from cltui.figures.export import write_figures
+    from engine.store import read_run
+
+    try:
+        rec = read_run(store.find(run))
+        base = read_run(store.find(baseline)) if baseline is not None else None
+        written, skipped = write_figures(rec, whats, fmt, output or rec.run_dir / "figures", base)
+    except CltuiError as e:
+        fail(escape(str(e)))  # the line names a config table, e.g. [analyses.probes]: not markup
+    if not written:
+        fail(f"run {rec.run_id} has no data for any figure yet")
+    return written, skipped
 
 
 def main() -> None:

@@ -77,6 +77,12 @@ class CltuiApp(App[None]):
         what: str
         error: str
 
+    @dataclass
+    class SweepPlanned(Message):
+        """A sweep's group record exists (its runs start next): show the group view."""
+
+        group: str
+
     def __init__(self, store: RunStore, executor: Executor, settings: Settings) -> None:
         super().__init__()
         self.store, self.executor, self.settings = store, executor, settings
@@ -165,6 +171,54 @@ class CltuiApp(App[None]):
         assert isinstance(screen, CompareScreen)
         screen.show_runs(run_dirs)
 
+    def open_group(self, group: str) -> None:
+        """Push the group view (a sweep or seed group: mean ± std per grid point, its runs, bands)."""
+        from cltui.tui.screens.group import GroupScreen  # imports plotext: only when a group is opened
+
+        self.push_screen(GroupScreen(self.settings.runs_dir, group, self.settings.runs_poll))
+
+    def ask_sweep(self) -> None:
+        """The sweep launcher, preset prefilled from the Presets screen's selection."""
+        from cltui.tui.screens.sweep import SweepRequest, SweepScreen
+
+        presets = self._mode_screen("presets")
+
+        def go(req: SweepRequest | None) -> None:
+            if req is not None:
+                self._sweep(req.preset, req.overrides, req.grid, req.seeds, req.parallel)
+
+        self.push_screen(SweepScreen(str(getattr(presets, "_current", "") or "")), go)
+
+    @work(thread=True, group="sweep")
+    def _sweep(self, preset: str, overrides: list[str], grid: list[str], seeds: int, parallel: int) -> None:
+        """Plan and drive a sweep (engine.sweep) through the app's executor, runs detached. This thread is
+        the sweep's driver: runs not yet started when the TUI quits are not started (the group then reads
+        'incomplete'); `cltui sweep` in a terminal drives one to its end."""
+        from engine.planning import parse_grid
+        from engine.sweep import plan_sweep, run_sweep
+
+        try:
+            parsed = parse_grid(grid)
+            gid, runs, slots = plan_sweep(preset, overrides, seeds, parsed)
+            first = [True]
+
+            def started(run: PlannedRun, handle: RunHandle) -> None:
+                if first[0]:
+                    self.post_message(self.SweepPlanned(gid))
+                self._started(handle, first=False)
+                first[0] = False
+
+            outcomes = run_sweep(self.executor, self.settings.runs_dir, gid, runs[0].config.name, overrides, parsed,
+                                 runs, slots, parallel, "local", on_start=started)
+            failed = [o for o in outcomes if o.handle is None]
+            if failed:  # runs that never started have no record to show their error: say it here
+                self.post_message(self.LaunchFailed(f"{len(failed)} run(s) of sweep {gid}", failed[0].error))
+        except (CltuiError, OSError) as e:
+            self.post_message(self.LaunchFailed(f"sweep of {preset}", str(e)))
+
+    def on_cltui_app_sweep_planned(self, msg: SweepPlanned) -> None:
+        self.open_group(msg.group)
+
     # -- launching -----------------------------------------------------------------------------
     def start_runs(self, preset: str, overrides: list[str], seeds: int = 1) -> None:
         """Plan `preset` with `overrides` over `seeds` seeds (engine.planning) and start every run
@@ -227,6 +281,13 @@ class CltuiApp(App[None]):
         for i, (mode, cls) in enumerate(SCREENS.items(), 1):
             yield SystemCommand(f"{mode.capitalize()} screen", f"({i}) {cls.__doc__}", partial(self.switch_mode, mode))
         yield SystemCommand("Help", "What each screen shows and its keys (?)", self.action_help)
+        yield SystemCommand("Sweep…", "Run a preset over a grid × seeds as one group (as `cltui sweep`)", self.ask_sweep)
+        from engine.groups import group_ids
+
+        seed_groups = {r.group for r in self.latest_records if r.group}
+        for gid in [*reversed(group_ids(self.settings.runs_dir)), *sorted(seed_groups)]:
+            yield SystemCommand(f"Open group {gid}", "mean ± sample std per grid point, its runs, curves with bands",
+                                partial(self.open_group, gid), discover=False)
         for rec in self.latest_records:
             yield SystemCommand(f"Open run {rec.run_id}", f"{rec.live_status} · {rec.benchmark} · {rec.method}",
                                 partial(self.open_run, rec.run_dir), discover=False)
