@@ -125,14 +125,6 @@ def test_bad_input_is_one_line(study_run: Path, tmp_path: Path) -> None:
     assert r.exit_code == 2 and "Traceback" not in r.output
 
 
-def test_a_seed_group_is_refused_with_its_members(tmp_path: Path) -> None:
-    from tests.tui.conftest import finished_run
-
-    finished_run(tmp_path, "g-s0", group="grp")
-    finished_run(tmp_path, "g-s1", seed=1, group="grp")
-    one_line_error(invoke("plot", "grp", "--runs-dir", str(tmp_path)), "grp is a seed group of 2 runs")
-
-
 # -- the numbers behind the figures ---------------------------------------------------------------
 def test_matrix_and_probes_are_the_records_numbers(study_run: Path) -> None:
     rec = read_run(study_run / "20260101-000000-study-s0")
