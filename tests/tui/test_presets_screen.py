@@ -74,7 +74,7 @@ async def test_bad_override_shows_the_config_error_and_blocks_launch(make_app, t
         await pilot.press("o", *"training.lrr=0.1")
         status = app.screen.query_one("#override-status", Static)
         text = await wait_text(pilot, "✗")
-        assert "✗ override: unknown key 'training.lrr'. Closest valid keys: lr." in text
+        assert "✗ override: unknown key 'training.lrr'. Closest valid keys: training.lr." in text
         assert app.screen.query_one("#launch").disabled
         await pilot.press("enter")
         await pilot.pause(0.2)
