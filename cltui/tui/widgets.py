@@ -15,6 +15,7 @@ from rich.table import Table
 from rich.text import Text
 from textual import events
 from textual.app import RenderResult
+from textual.binding import Binding
 from textual.widget import Widget
 from textual.widgets import DataTable, Static
 
@@ -54,9 +55,22 @@ class RowsTable(DataTable):
     `add_row` and that moment stay cached with the old widths (cells cut to the header's width).
     When the widths change, drop the cached lines (`notify_style_update` is the public way)."""
 
+    # DataTable binds Home/End to sideways scrolling; in a list of runs they mean first/last row (as
+    # do g/G, the vim/less keys lazygit and k9s use).
+    BINDINGS = [Binding("home,g", "cursor_first", "First", show=False),
+                Binding("end,G", "cursor_last", "Last", show=False)]
+
     def __init__(self, **kwargs: object) -> None:
         super().__init__(**kwargs)  # type: ignore[arg-type]
         self._widths: tuple[int, ...] = ()
+
+    def action_cursor_first(self) -> None:
+        if self.row_count:
+            self.move_cursor(row=0, animate=False)
+
+    def action_cursor_last(self) -> None:
+        if self.row_count:
+            self.move_cursor(row=self.row_count - 1, animate=False)
 
     def on_idle(self, event: events.Idle) -> None:
         widths = tuple(c.content_width for c in self.columns.values())
