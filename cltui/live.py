@@ -45,7 +45,7 @@ def progress_panel(rec: RunRecord) -> Table:
     t.add_row(p.title, ProgressBar(total=max(p.phase_total, 1), completed=p.in_phase, width=40), p.phase_line)
     if rec.scalars.shape[0]:
         loss = rec.scalar("loss")
-        t.add_row("loss", Text(sparkline(loss), style="cyan"), f"{fmt(float(loss[-1]), 4)} · train acc "
+        t.add_row("loss", Text(sparkline(loss), style="cyan"), f"{fmt_compact(float(loss[-1]))} · train acc "
                   f"{fmt(float(rec.scalar('train_acc')[-1]), 1)}%")
     if rec.curve_acc.shape[0]:
         last = rec.curve_acc[-1]

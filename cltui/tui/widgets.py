@@ -21,7 +21,7 @@ from textual.widgets import DataTable, Static
 
 from cltui.live import sparkline
 from cltui.views import status_style
-from engine.presentation import fmt, phase_label, progress_of
+from engine.presentation import fmt, fmt_compact, phase_label, progress_of
 from engine.store import RunRecord
 
 TABS = (("presets", "Presets"), ("runs", "Runs"), ("live", "Live"), ("compare", "Compare"))
@@ -95,6 +95,10 @@ def heat_color(v: float) -> str:
     return "#14783c"
 
 
+UNTRAINED = Style(color="grey50", italic=True)
+"""An accuracy on a task the network has not been trained on yet (chance level, not forgetting)."""
+
+
 def heat_table(rec: RunRecord, title: str = "accuracy % · row i: after task i") -> Text:
     """The accuracy matrix as a coloured heat table; empty cells (not evaluated yet) are dim dots.
     The diagonal (each task right after learning it) is bold and underlined.
@@ -113,11 +117,17 @@ def heat_table(rec: RunRecord, title: str = "accuracy % · row i: after task i")
                style="bold")
     square = rec.acc.shape[0] == rec.acc.shape[1]
     styles: dict[tuple[str, bool], Style] = {}
+    # A task not trained yet scores near chance: grey, not the red of a forgotten one.
+    trained: set[int] = set()
     for i, row in enumerate(rec.acc):
+        trained.update(rec.phase_tasks[i] if i < len(rec.phase_tasks) else ())
         out.append(labels[i].ljust(label_w), style="bold")
         for j, v in enumerate(row):
             if math.isnan(v):
                 out.append(" " + "·".rjust(width), style="dim")
+                continue
+            if j not in trained:
+                out.append(" " + f"{v:.{digits}f}".rjust(width), style=UNTRAINED)
                 continue
             diag = square and i == j
             key = (heat_color(v), diag)
@@ -178,7 +188,7 @@ class LossLine(Widget):
     def render(self) -> RenderResult:
         if self._loss.size == 0:
             return Text("loss  (no steps logged yet)", style="dim")
-        tail = f" {fmt(float(self._loss[-1]), 4)} · train acc {fmt(self._train_acc, 1)}%"
+        tail = f" {fmt_compact(float(self._loss[-1]))} · train acc {fmt(self._train_acc, 1)}%"
         width = max(self.size.width - 6 - len(tail), 4)
         # Decimate a long history to the width (every k-th point) rather than showing only the end.
         loss = self._loss[~np.isnan(self._loss)]
