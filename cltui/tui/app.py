@@ -23,6 +23,7 @@ from textual.message import Message
 from textual.screen import Screen
 from textual.worker import get_current_worker
 
+from cltui.tui.advice import tui_advice
 from cltui.tui.records import RunPoller
 from cltui.tui.screens.compare import CompareScreen
 from cltui.tui.screens.help import HelpScreen
@@ -81,6 +82,7 @@ class CltuiApp(App[None]):
         super().__init__()
         self.store, self.executor, self.settings = store, executor, settings
         self.latest_records: list[RunRecord] = []
+        self.launch_failures: list[tuple[str, str, str]] = []  # (time, what, error): shown on the Runs screen
         self._handles: list[RunHandle] = []  # runs this app started and has not seen end yet
         self._handles_lock = threading.Lock()
         self._poll_wake = threading.Event()
@@ -174,7 +176,7 @@ class CltuiApp(App[None]):
         self._launch(preset, list(overrides), seeds, what)
 
     def resume_run(self, run_dir: Path) -> None:
-        self._live().show_starting(f"resuming {Path(run_dir).name}")
+        self._live().show_resuming(Path(run_dir))
         self._resume(Path(run_dir))
 
     def stop_run(self, rec: RunRecord) -> None:
@@ -216,10 +218,18 @@ class CltuiApp(App[None]):
         self.notify(f"started {msg.run_dir.name}")
 
     def on_cltui_app_launch_failed(self, msg: LaunchFailed) -> None:
+        import time
+
+        error = tui_advice(msg.error)
+        # A failure before any run file exists would otherwise leave no trace once the toast is gone.
+        self.launch_failures = [(time.strftime("%H:%M:%S"), msg.what, error), *self.launch_failures][:5]
+        runs = self._mode_screen("runs")
+        if isinstance(runs, RunsScreen):
+            runs.show_failures(self.launch_failures)
         live = self._mode_screen("live")
         if isinstance(live, LiveScreen):
-            live.show_launch_error(msg.what, msg.error)
-        self.notify(msg.error, title=f"could not start {msg.what}", severity="error", timeout=10)
+            live.show_launch_error(msg.what, error)
+        self.notify(error, title=f"could not start {msg.what}", severity="error", timeout=10)
 
     # -- command palette -----------------------------------------------------------------------
     def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:

@@ -73,8 +73,9 @@ async def test_bad_override_shows_the_config_error_and_blocks_launch(make_app, t
         await wait_for(pilot, lambda: len(_leaves(app)) == 3)
         await pilot.press("o", *"training.lrr=0.1")
         status = app.screen.query_one("#override-status", Static)
-        text = await wait_text(pilot, "✗")
-        assert "✗ override: unknown key 'training.lrr'. Closest valid keys: training.lr." in text
+        await wait_text(pilot, "✗")
+        line = str(status.render())
+        assert "✗ override: unknown key 'training.lrr'. Closest valid keys: training.lr." in line, line
         assert app.screen.query_one("#launch").disabled
         await pilot.press("enter")
         await pilot.pause(0.2)

@@ -23,6 +23,7 @@ from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import Button, Footer, Input, Label, Static, Tree
 
+from cltui.tui.advice import tui_advice
 from cltui.tui.widgets import NavBar
 from cltui.views import fmt
 from engine.errors import CltuiError
@@ -293,8 +294,7 @@ class PresetsScreen(Screen[None]):
         try:
             runs = plan(self._current, parse_overrides(self.query_one("#overrides", Input).value), self._seeds())
         except CltuiError as e:
-            # The engine's one line; its "--set" (the CLI's flag) reads "override" here.
-            msg = str(e).replace("--set ", "override ", 1).replace("--set:", "override:", 1)
+            msg = tui_advice(str(e))  # the engine's one line, its CLI flags in the TUI's words
             status.update(Text("✗ " + msg, style="bold red"))
             button.disabled = True
             return

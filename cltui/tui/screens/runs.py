@@ -105,6 +105,7 @@ class RunsScreen(Screen[None]):
             groups = RowsTable(id="groups-table", cursor_type="row")
             groups.add_columns(*GROUP_COLUMNS)
             yield groups
+            yield Static("", id="runs-failed")
             yield Static("", id="runs-hint")
         yield Footer()
 
@@ -144,7 +145,18 @@ class RunsScreen(Screen[None]):
     def _highlighted(self) -> None:
         self.refresh_bindings()  # Stop/Resume depend on the row under the cursor
 
+    def show_failures(self, failures: list[tuple[str, str, str]]) -> None:
+        """Launches that failed before a run file existed, newest first (kept until the TUI quits)."""
+        box = self.query_one("#runs-failed", Static)
+        box.display = bool(failures)
+        out = Text()
+        for k, (when, what, error) in enumerate(failures[:2]):
+            out.append(("\n" if k else "") + f"✗ {when} could not start {what}: ", style="bold red")
+            out.append(error, style="red")
+        box.update(out)
+
     def on_mount(self) -> None:
+        self.show_failures(getattr(self.app, "launch_failures", []))
         self.show_records(getattr(self.app, "latest_records", []))
         self.query_one("#runs-table", DataTable).focus()
 
