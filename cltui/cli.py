@@ -358,7 +358,8 @@ def runs(runs_dir: RunsDir = None) -> None:
     if not records:
         console.print(f"no runs in {runs_root(runs_dir)}; start one with: cltui run demo")
         return
-    console.print(runs_table(records))
+    records.sort(key=lambda r: (r.created, r.run_id), reverse=True)  # newest first, as in the TUI
+    console.print(runs_table(records, console.width))
 
 
 @app.command()

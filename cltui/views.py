@@ -26,6 +26,7 @@ from engine.presentation import (
     reference_of,
 )
 from engine.inference_view import inference_points
+from engine.provenance import comparability_note, source_words, strip_internal
 from engine.store import RunRecord
 
 
@@ -75,9 +76,13 @@ def header(rec: RunRecord) -> Text:
                  f"device {env.get('device', '?')} ({env.get('device_name', '')})\n")
     lines.append(f"data: {env.get('data_source', '?')}\n", style="dim")
     if ref.get("source"):
-        lines.append(f"reference: {ref['source']}\n", style="dim")
+        words = source_words(str(ref["source"]), str(ref.get("notes", "")))
+        lines.append(f"reference: {words.label}\n", style="dim" if words.verified else "yellow")
+    note = comparability_note(env) if ref.get("during") is not None or ref.get("final") is not None else ""
+    if note:
+        lines.append(f"⚠ reference {note}\n", style="bold yellow")
     if ref.get("notes"):
-        lines.append(f"note: {ref['notes']}\n", style="dim")
+        lines.append(f"note: {strip_internal(str(ref['notes']))}\n", style="dim")
     return lines
 
 
@@ -120,15 +125,21 @@ def status_lines(rec: RunRecord) -> list[Text]:
     return []
 
 
-def runs_table(records: list[RunRecord]) -> Table:
+def runs_table(records: list[RunRecord], width: int | None = None) -> Table:
+    """One row per run. The id is never wrapped or cut (it is what `show`/`resume` take); when the
+    terminal is too narrow for every column, benchmark, method and seed go first (the id names the
+    preset and seed)."""
+    wide = width is None or width >= 120
+    cols = [("run", "left"), ("status", "left"), *([("benchmark", "left"), ("method", "left"), ("seed", "right")]
+                                                  if wide else []), ("steps", "right"), ("during", "right"),
+            ("final", "right")]
     t = Table(show_edge=False, pad_edge=False)
-    for col, just in (("run", "left"), ("status", "left"), ("benchmark", "left"), ("method", "left"),
-                      ("seed", "right"), ("steps", "right"), ("during", "right"), ("final", "right")):
-        # The run id wraps rather than being cut: it is what `show`/`resume` need.
-        t.add_column(col, justify=just, no_wrap=col != "run", overflow="fold")  # type: ignore[arg-type]
+    for col, just in cols:
+        t.add_column(col, justify=just, no_wrap=True)  # type: ignore[arg-type]
     for r in records:
         m = metrics_of(r)
         st = r.live_status
-        t.add_row(r.run_id, Text(st, style=status_style(st)), r.benchmark, r.method, str(r.seed),
+        extra = [r.benchmark, r.method, str(r.seed)] if wide else []
+        t.add_row(r.run_id, Text(st, style=status_style(st)), *extra,
                   f"{r.progress[0]}/{r.progress[1]}", fmt(m.get("during", math.nan)), fmt(m.get("final", math.nan)))
     return t
