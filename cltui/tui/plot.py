@@ -20,6 +20,23 @@ def run_label(rec: RunRecord) -> str:
     return parts[2] if len(parts) == 3 and parts[0].isdigit() and parts[1].isdigit() else rec.run_id
 
 
+def short_labels(recs: list[RunRecord]) -> list[str]:
+    """Run labels without the part all of them share ('split-mnist-ewc-s0', 'split-mnist-ft-s0' →
+    'ewc-s0', 'ft-s0'): at 80 columns three runs and their mean must fit beside a plot."""
+    labels = [run_label(r) for r in recs]
+    if len(labels) < 2:
+        return labels
+    first = labels[0]
+    n = 0
+    for k in range(len(first)):
+        if any(len(x) <= k or x[k] != first[k] for x in labels):
+            break
+        n = k + 1
+    cut = first.rfind("-", 0, n) + 1  # whole words only
+    short = [x[cut:] or x for x in labels]
+    return short if len(set(short)) == len(short) else labels
+
+
 def thin(x: np.ndarray, y: np.ndarray, n: int) -> tuple[list[float], list[float]]:
     """At most `n` evenly spaced points (always keeping the last): a braille plot is 2 dots per
     column, so more points only cost time (plotext draws every segment in Python)."""
@@ -101,14 +118,14 @@ class CurvesPlot(PlotextPlot):
             for b in range(1, n_tasks):
                 plt.vline(float(b), "gray")
             ys = []
-            for rec in self._runs:
+            for rec, name in zip(self._runs, short_labels(self._runs)):
                 x, y = mean_seen_curve(rec)
                 if x.size:
                     ys.append(y)
-                    plt.plot(*thin(task_axis(x, list(rec.phase_steps)), y, points), label=run_label(rec),
-                             marker="braille")
+                    plt.plot(*thin(task_axis(x, list(rec.phase_steps)), y, points), label=name, marker="braille")
             self._y_axis(ys)
             plt.xlim(0, max(n_tasks, 1))
+            plt.xticks(list(range(n_tasks + 1)))
             return
         rec = self._runs[0]
         plt.title("seen-task accuracy (%) vs step · | = task boundary")

@@ -49,16 +49,15 @@ def compare_table(recs: list[RunRecord], selected: int = -1) -> Table:
     """Rows: what each run is, every metric, then each run's own preset reference (and whether the run
     is comparable with it); one column per run, named by run, plus mean ± sample std over the runs.
     The `selected` run's column head is highlighted (`o` opens it)."""
-    from cltui.tui.plot import run_label
+    from cltui.tui.plot import short_labels
 
     t = Table(show_edge=False, pad_edge=False, title="metrics (%)", title_justify="left", title_style="bold")
-    t.add_column("")
-    for k, r in enumerate(recs):
-        t.add_column(Text(run_label(r), style="reverse bold" if k == selected else "bold"), justify="right",
-                     no_wrap=True)
+    t.add_column("", no_wrap=True)
+    for k, name in enumerate(short_labels(recs)):
+        t.add_column(Text(name, style="reverse bold" if k == selected else "bold"), justify="right", no_wrap=True)
     spread = len(recs) > 1
     if spread:
-        t.add_column(Text(f"mean ± sd (n={len(recs)})", style="bold"), justify="right", no_wrap=True)
+        t.add_column(Text(f"mean ± sd n={len(recs)}", style="bold"), justify="right", no_wrap=True)
     pad = [""] if spread else []
     t.add_row("method", *[r.method for r in recs], *pad)
     t.add_row("seed", *[str(r.seed) for r in recs], *pad)
@@ -89,11 +88,11 @@ def compare_table(recs: list[RunRecord], selected: int = -1) -> Table:
 
 def legend(recs: list[RunRecord]) -> Text:
     """Each column's full run id, and what makes a run not comparable with its reference."""
-    from cltui.tui.plot import run_label
+    from cltui.tui.plot import short_labels
 
     out = Text()
-    for r in recs:
-        out.append(f"{run_label(r)}", style="bold")
+    for name, r in zip(short_labels(recs), recs):
+        out.append(name, style="bold")
         out.append(f"  {r.run_id}\n", style="dim")
         note = comparability_note(r.environment)
         if note:
@@ -161,6 +160,11 @@ class CompareScreen(Screen[None]):
     def on_mount(self) -> None:
         self._follow()
 
+    def on_resize(self, event: events.Resize) -> None:
+        # Under 110 columns the metrics table (three runs and their mean need ~70) and the plot do not
+        # both fit: the table takes the width and the plot steps aside (the matrices stay below).
+        self.set_class(event.size.width < 110, "-narrow")
+
     def on_screen_resume(self, event: events.ScreenResume) -> None:
         self._active = True
         self._wake.set()
@@ -210,10 +214,10 @@ class CompareScreen(Screen[None]):
             box.remove_children()
             statics = [Static(classes="compare-matrix") for _ in recs]
             box.mount_all(statics)
-        from cltui.tui.plot import run_label
+        from cltui.tui.plot import short_labels
 
-        for s, r in zip(statics, recs):
-            s.update(heat_table(r, title=run_label(r)))
+        for s, r, name in zip(statics, recs, short_labels(recs)):
+            s.update(heat_table(r, title=name))
 
     def action_select(self, delta: int) -> None:
         if not self.recs:

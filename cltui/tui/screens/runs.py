@@ -64,7 +64,7 @@ class RunsScreen(Screen[None]):
         Binding("enter", "open", "Open", show=True),
         Binding("space", "mark", "Mark"),
         Binding("u", "clear_marks", "Clear marks"),
-        Binding("c", "compare", "Compare marked"),
+        Binding("c", "compare", "Compare"),
         Binding("r", "resume", "Resume"),
         Binding("x", "stop", "Stop"),
         Binding("d", "delete", "Delete"),
