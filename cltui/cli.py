@@ -338,10 +338,11 @@ def presets_show(name: Annotated[str, typer.Argument(help="preset name")]) -> No
     from rich.table import Table
 
     from engine.catalog import option_docs
+    from engine.provenance import strip_internal
 
     opts = Table("option", "value", "help", title="options", title_justify="left", show_edge=False, pad_edge=False)
     for doc in option_docs(cfg):
-        opts.add_row(doc.key, doc.value_text, doc.help, style="bold" if doc.key.endswith(".name") else None)
+        opts.add_row(doc.key, doc.value_text, strip_internal(doc.help), style="bold" if doc.key.endswith(".name") else None)
     console.print(opts)
 
 
@@ -400,6 +401,7 @@ def export(
     runs_dir: RunsDir = None,
 ) -> None:
     """Export a run: its accuracy matrix as CSV, or config, matrix, metrics, curves and every recorded series as JSON."""
+    from engine.provenance import strip_internal
     from engine.store import RunStore, read_run
 
     try:
@@ -430,7 +432,7 @@ def export(
             "curves": {"step": rec.curve_steps.tolist(), "acc": clean(rec.curve_acc) if rec.curve_acc.size else []},
             # Every declared series of the record, with its declaration (format 2; format-1 runs map theirs).
             "series": {name: {"cadence": s.spec.cadence, "shape": list(s.spec.shape), "columns": s.spec.columns,
-                              "description": s.spec.description, "source": s.spec.source,
+                              "description": strip_internal(s.spec.description), "source": s.spec.source,
                               "step": s.steps.tolist(), "value": plain(s.values)}
                        for name, s in rec.series.items()},
         }, indent=1)

@@ -237,9 +237,48 @@ class CltuiApp(App[None]):
         for i, (mode, cls) in enumerate(SCREENS.items(), 1):
             yield SystemCommand(f"{mode.capitalize()} screen", f"({i}) {cls.__doc__}", partial(self.switch_mode, mode))
         yield SystemCommand("Help", "What each screen shows and its keys (?)", self.action_help)
+        yield SystemCommand("Launch the selected preset", "With its overrides and seeds (l on Presets)",
+                            self._palette_launch)
+        yield SystemCommand("Compare marked runs", "The runs marked with space on Runs (c)", self._palette_compare)
+        # Every action on a run, by name: type part of the id to find it (hidden until typed).
         for rec in self.latest_records:
-            yield SystemCommand(f"Open run {rec.run_id}", f"{rec.live_status} · {rec.benchmark} · {rec.method}",
-                                partial(self.open_run, rec.run_dir), discover=False)
+            what = f"{rec.live_status} · {rec.benchmark} · {rec.method}"
+            yield SystemCommand(f"Open run {rec.run_id}", what, partial(self.open_run, rec.run_dir), discover=False)
+            if rec.live_status == "running":
+                yield SystemCommand(f"Stop run {rec.run_id}", "It checkpoints, then stops (x)",
+                                    partial(self._palette_on_run, rec, "stop"), discover=False)
+            elif rec.live_status in ("interrupted", "failed"):
+                yield SystemCommand(f"Resume run {rec.run_id}", "From its last checkpoint (r)",
+                                    partial(self._palette_on_run, rec, "resume"), discover=False)
+            yield SystemCommand(f"Export figures of run {rec.run_id}", "Every figure, as `cltui plot` draws them (e)",
+                                partial(self._palette_export, rec), discover=False)
+            if rec.live_status != "running":
+                yield SystemCommand(f"Delete run {rec.run_id}", "After asking (d)",
+                                    partial(self._palette_on_run, rec, "delete"), discover=False)
+
+    def _palette_launch(self) -> None:
+        self.switch_mode("presets")
+        screen = self._mode_screen("presets")
+        if isinstance(screen, PresetsScreen):
+            screen.action_launch()
+
+    def _palette_compare(self) -> None:
+        self.switch_mode("runs")
+        screen = self._mode_screen("runs")
+        if isinstance(screen, RunsScreen):
+            screen.action_compare()
+
+    def _palette_on_run(self, rec: RunRecord, action: str) -> None:
+        """A run action from the palette goes through the Runs screen's own (and its confirmations)."""
+        self.switch_mode("runs")
+        screen = self._mode_screen("runs")
+        if isinstance(screen, RunsScreen) and screen.select_run(rec.run_id):
+            getattr(screen, f"action_{action}")()
+
+    def _palette_export(self, rec: RunRecord) -> None:
+        live = self._live()
+        live.show_run(rec.run_dir)
+        live.export_run(rec.run_dir)
 
 
 def create_app(store: RunStore, executor: Executor, settings: Settings) -> CltuiApp:

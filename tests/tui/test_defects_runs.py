@@ -99,3 +99,29 @@ async def test_x_stops_the_run_under_the_cursor_after_asking(make_app, runs_dir:
         run.writer.close()
     finally:
         child.kill()
+
+
+def _set_overrides(run_dir: Path, overrides: list[str]) -> None:
+    import json
+
+    import h5py
+
+    with h5py.File(run_dir / "run.h5", "a") as f:
+        env = json.loads(f["environment"][()])
+        env["overrides"] = overrides
+        del f["environment"]
+        f.create_dataset("environment", data=json.dumps(env), dtype=h5py.string_dtype())
+
+
+async def test_group_row_shows_its_overrides_and_n(make_app, runs_dir: Path) -> None:  # type: ignore[no-untyped-def]
+    from .conftest import finished_run
+
+    for seed in (0, 1, 2):
+        _set_overrides(finished_run(runs_dir, f"lr-s{seed}", seed=seed, group="lr-x3"), ["training.lr=0.01"])
+    app = make_app(start_mode="runs")
+    async with app.run_test(size=(120, 30)) as pilot:
+        groups = app.screen.query_one("#groups-table", DataTable)
+        await wait_for(pilot, lambda: groups.row_count == 1)
+        assert str(groups.get_cell("lr-x3", "overrides")) == "training.lr=0.01"
+        assert str(groups.get_cell("lr-x3", "n")) == "3"
+        assert "seed groups: mean ± sample std (n−1) over the group's n runs" in screen_text(app)

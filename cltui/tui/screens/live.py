@@ -389,8 +389,12 @@ class LiveScreen(Screen[None]):
         if self.rec is None:
             self.notify("no run shown")
             return
-        self.notify(f"drawing the figures of {self.rec.run_id}…")
-        self._export(self.rec.run_dir)
+        self.export_run(self.rec.run_dir)
+
+    def export_run(self, run_dir: Path) -> None:
+        """Write every figure of `run_dir` to its figures/ folder (in a worker; a toast says where)."""
+        self.notify(f"drawing the figures of {Path(run_dir).name}…")
+        self._export(Path(run_dir))
 
     @work(thread=True, exclusive=True, group="export")
     def _export(self, run_dir: Path) -> None:

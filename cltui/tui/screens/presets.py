@@ -49,7 +49,7 @@ def options_grid(cfg: RunConfig) -> Table:
     grid.add_column(no_wrap=True)
     grid.add_column(style="dim", ratio=1)
     for doc in option_docs(cfg):
-        grid.add_row(doc.key, doc.value_text, doc.help)
+        grid.add_row(doc.key, doc.value_text, strip_internal(doc.help))
     return grid
 
 

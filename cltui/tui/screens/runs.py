@@ -33,6 +33,7 @@ from engine.presentation import (
     metrics_of,
     resume_of,
 )
+from engine.provenance import overrides_of
 from engine.runlock import still_running
 from engine.store import RunRecord
 
@@ -41,7 +42,7 @@ from engine.store import RunRecord
 RUN_COLUMNS = (("mark", " "), ("run", "run"), ("status", "status"), ("steps", "steps"), ("during", "during"),
                ("final", "final"), ("bwt", "BWT"), ("seed", "seed"), ("preset", "preset"), ("method", "method"),
                ("benchmark", "benchmark"), ("started", "started"), ("group", "group"))
-GROUP_COLUMNS = ("group", "runs", "status", "during", "final", "BWT", "forgetting", "method", "benchmark")
+GROUP_COLUMNS = ("group", "overrides", "n", "status", "during", "final", "BWT", "forgetting", "method", "benchmark")
 _SORT_OF_COLUMN = {"run": "created", "started": "created", "status": "status", "benchmark": "benchmark", "method": "method",
                    "seed": "seed", "during": "during", "final": "final", "bwt": "bwt"}
 
@@ -103,7 +104,8 @@ class RunsScreen(Screen[None]):
             yield table
             yield Static("", id="groups-title")
             groups = RowsTable(id="groups-table", cursor_type="row")
-            groups.add_columns(*GROUP_COLUMNS)
+            for col in GROUP_COLUMNS:
+                groups.add_column(col, key=col)
             yield groups
             yield Static("", id="runs-failed")
             yield Static("", id="runs-hint")
@@ -192,7 +194,7 @@ class RunsScreen(Screen[None]):
         self.refresh_bindings()
 
         self._groups = group_stats(shown)
-        grows = [(g.group, str(len(g.runs)), g.status_text,
+        grows = [(g.group, self._group_overrides(g), str(len(g.runs)), g.status_text,
                   *(metric_cell(g.mean[k], g.std[k]) for k in ("during", "final", "bwt", "forgetting")),
                   g.method, g.benchmark) for g in self._groups]
         gtable = self.query_one("#groups-table", DataTable)
@@ -205,7 +207,7 @@ class RunsScreen(Screen[None]):
         gtable.display = has_groups
         title = self.query_one("#groups-title", Static)
         title.display = has_groups
-        title.update(Text(f"seed groups: metrics as mean ± {STD_LABEL} over the group's runs", style="bold"))
+        title.update(Text(f"seed groups: mean ± {STD_LABEL} over the group's n runs", style="bold"))
 
         n_running = sum(r.live_status == "running" for r in self.records)
         # Metrics sort best first unless reversed; the other keys ascend unless reversed.
@@ -226,6 +228,20 @@ class RunsScreen(Screen[None]):
             return str(table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value)
         except Exception:  # cursor outside the rows while the table is rebuilt
             return None
+
+    def select_run(self, run_id: str) -> bool:
+        """Put the cursor on `run_id` in the runs table (clearing a filter that hides it) and focus it."""
+        if run_id not in {r.run_id for r in self._shown}:
+            self.query_one("#runs-filter", Input).value = ""
+            self._redraw()
+        table = self.query_one("#runs-table", DataTable)
+        table.focus()
+        try:
+            table.move_cursor(row=table.get_row_index(run_id), animate=False)
+        except Exception:  # not (yet) in the table: the run was deleted or not polled yet
+            self.notify(f"run {run_id} is not in the list")
+            return False
+        return True
 
     def current_record(self) -> RunRecord | None:
         rid = self.current_run_id()
@@ -296,6 +312,15 @@ class RunsScreen(Screen[None]):
         except Exception:  # cursor outside the rows while the table is rebuilt
             return None
         return next((g for g in self._groups if g.group == key), None)
+
+    def _group_overrides(self, g: GroupStats) -> str:
+        """What the group's runs were started with beyond their preset (shared by all; '—' for none)."""
+        recs = self._group_records(g)
+        common = set(overrides_of(recs[0].environment)) if recs else set()
+        for r in recs[1:]:
+            common &= set(overrides_of(r.environment))
+        text = " ".join(o for o in overrides_of(recs[0].environment) if o in common) if recs else ""
+        return (text[:29] + "…" if len(text) > 30 else text) or "—"
 
     def _group_records(self, g: GroupStats) -> list[RunRecord]:
         ids = set(g.runs)
