@@ -251,13 +251,23 @@ def resume(
 
 
 @app.command()
-def watch(run: Annotated[str, typer.Argument(help="run id (or unique part of it)")], runs_dir: RunsDir = None) -> None:
-    """Follow a run started elsewhere (another terminal, the TUI) until it stops. Ctrl-C (or SIGTERM)
+def watch(run: Annotated[str, typer.Argument(help="run id, unique part of it, or a seed-group id")],
+          runs_dir: RunsDir = None) -> None:
+    """Follow a run (or a seed group's runs) started elsewhere until it stops. Ctrl-C (or SIGTERM)
     only stops watching: the run goes on."""
     from cltui.live import follow
     from engine.executor import RunHandle
     from engine.store import RunStore, read_run
 
+    store = RunStore(runs_root(runs_dir))
+    if store.group_members(run):  # a seed group, as `show` accepts
+        from cltui.group_cli import watch_group
+
+        try:
+            watch_group(run, lambda: store.group_members(run), console)
+        except KeyboardInterrupt:
+            console.print(f"stopped watching; the runs go on. Again: cltui watch {run}")
+        return
     try:
         run_dir = RunStore(runs_root(runs_dir)).find(run)
         rec = read_run(run_dir, with_series=False)
@@ -395,8 +405,9 @@ def show(run: Annotated[str, typer.Argument(help="run id, unique part of it, or 
 
 @app.command()
 def export(
-    run: Annotated[str, typer.Argument(help="run id (or unique part of it)")],
-    format: Annotated[ExportFormat, typer.Option("--format", help="csv (accuracy matrix) or json (everything)")] = ExportFormat.json,
+    run: Annotated[str, typer.Argument(help="run id, unique part of it, or a seed-group id")],
+    format: Annotated[ExportFormat, typer.Option("--format", help="csv (accuracy matrix; a group: one row per run) "
+                                                 "or json (everything; a group: rows and mean ± std)")] = ExportFormat.json,
     output: Annotated[Path | None, typer.Option("--output", "-o", help="file to write (default: stdout)")] = None,
     runs_dir: RunsDir = None,
 ) -> None:
@@ -404,8 +415,18 @@ def export(
     from engine.provenance import strip_internal
     from engine.store import RunStore, read_run
 
+    store = RunStore(runs_root(runs_dir))
+    members = store.group_members(run)
+    if members:  # a seed group, as `show` accepts
+        from cltui.group_cli import export_group
+
+        try:
+            _write_out(export_group(run, members, format.value), output)
+        except CltuiError as e:
+            fail(str(e))
+        return
     try:
-        rec = read_run(RunStore(runs_root(runs_dir)).find(run))
+        rec = read_run(store.find(run))
     except CltuiError as e:
         fail(str(e))
 
@@ -436,6 +457,10 @@ def export(
                               "step": s.steps.tolist(), "value": plain(s.values)}
                        for name, s in rec.series.items()},
         }, indent=1)
+    _write_out(text, output)
+
+
+def _write_out(text: str, output: Path | None) -> None:
     if output:
         try:
             output.write_text(text)

@@ -55,3 +55,29 @@ def test_ctrl_c_leaves_no_stale_running_or_eta(tmp_path: Path) -> None:
     assert "still running · this view stopped following it" in last and "ETA" not in last
     assert "[running]" not in last
     run.writer.close()
+
+
+def test_export_and_watch_accept_a_group_id_like_show(tmp_path: Path) -> None:
+    import csv
+    import json
+
+    import numpy as np
+
+    from engine.store import read_run
+
+    paths = [finished_run(tmp_path, f"g-s{s}", seed=s, group="grp-x3", created=f"2025-01-0{s + 1}T00:00:00")
+             for s in range(3)]
+    runner = CliRunner()
+    for cmd in ("show", "watch"):
+        r = runner.invoke(app, [cmd, "grp-x3", "--runs-dir", str(tmp_path)], catch_exceptions=False)
+        assert r.exit_code == 0 and "seed group grp-x3" in r.output, r.output
+    r = runner.invoke(app, ["export", "grp-x3", "--format", "csv", "--runs-dir", str(tmp_path)], catch_exceptions=False)
+    rows = list(csv.DictReader(io.StringIO(r.output)))
+    assert sorted(row["run_id"] for row in rows) == ["g-s0", "g-s1", "g-s2"]
+    finals = [read_run(p).metrics["final"] for p in paths]
+    assert sorted(float(row["final"]) for row in rows) == sorted(finals)
+    r = runner.invoke(app, ["export", "grp-x3", "--runs-dir", str(tmp_path)], catch_exceptions=False)
+    out = json.loads(r.output)
+    assert out["n"] == 3 and out["std"] == "sample std (n−1)"
+    assert abs(out["mean"]["final"] - float(np.mean(finals))) < 1e-9
+    assert abs(out["sd"]["final"] - float(np.std(finals, ddof=1))) < 1e-9
