@@ -76,7 +76,8 @@ def header(rec: RunRecord) -> Text:
                  f"device {env.get('device', '?')} ({env.get('device_name', '')})\n")
     lines.append(f"data: {env.get('data_source', '?')}\n", style="dim")
     if ref.get("source"):
-        words = source_words(str(ref["source"]), str(ref.get("notes", "")))
+        words = source_words(str(ref["source"]), str(ref.get("notes", "")),
+                             ref.get("during") is not None or ref.get("final") is not None)
         lines.append(f"reference: {words.label}\n", style="dim" if words.verified else "yellow")
     note = comparability_note(env) if ref.get("during") is not None or ref.get("final") is not None else ""
     if note:

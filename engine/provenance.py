@@ -24,8 +24,9 @@ _HARMLESS = ("seed", "device", "threads", "name", "description", "analyses.", "c
 @dataclass(frozen=True)
 class SourceWords:
     """A reference's provenance as shown: `text` without internal references; `verified` False when
-    the number was not checked against its publication; `kind` is 'published', 'own' (measured by
-    cltui, no published number), 'baseline' or 'unverified'."""
+    the number was not checked against its publication; `kind` is 'published', 'settings' (the
+    setting comes from there but the preset holds no number), 'own' (measured by cltui, no
+    published number), 'baseline' or 'unverified'."""
 
     text: str
     verified: bool
@@ -35,7 +36,7 @@ class SourceWords:
     def label(self) -> str:
         """One line: 'unverified · …', 'published · …', 'measured here (no published number) · …'."""
         head = {"unverified": "unverified", "own": "measured here (no published number)",
-                "baseline": "baseline", "published": "published"}[self.kind]
+                "baseline": "baseline", "published": "published", "settings": "settings from (no number)"}[self.kind]
         return f"{head} · {self.text}" if self.text else head
 
 
@@ -45,8 +46,9 @@ def strip_internal(text: str) -> str:
     return re.sub(r"\s+([,;.)])", r"\1", re.sub(r"\(\s*\)", "", out)).strip(" ,;")
 
 
-def source_words(source: str, notes: str = "") -> SourceWords:
-    """Classify and clean a preset's reference `source` (its `notes` may say it is unverified)."""
+def source_words(source: str, notes: str = "", has_number: bool = True) -> SourceWords:
+    """Classify and clean a preset's reference `source` (its `notes` may say it is unverified);
+    `has_number` False: the preset states no reference number, so nothing is 'published' here."""
     text = strip_internal(source or "")
     low = f"{text} {notes}".lower()
     if "unverified" in low or "from memory" in low:
@@ -57,7 +59,7 @@ def source_words(source: str, notes: str = "") -> SourceWords:
         return SourceWords(text, True, "own")
     if low.startswith("baseline"):
         return SourceWords(re.sub(r"^baseline\s*[:;,]?\s*", "", text, flags=re.I), True, "baseline")
-    return SourceWords(text, True, "published")
+    return SourceWords(text, True, "published" if has_number else "settings")
 
 
 def protocol_overrides(overrides: Iterable[str]) -> list[str]:

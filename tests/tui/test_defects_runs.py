@@ -125,3 +125,19 @@ async def test_group_row_shows_its_overrides_and_n(make_app, runs_dir: Path) -> 
         assert str(groups.get_cell("lr-x3", "overrides")) == "training.lr=0.01"
         assert str(groups.get_cell("lr-x3", "n")) == "3"
         assert "seed groups: mean ± sample std (n−1) over the group's n runs" in screen_text(app)
+
+
+async def test_returning_to_runs_leaves_digits_to_the_screens(make_app, runs_dir: Path) -> None:  # type: ignore[no-untyped-def]
+    _populate(runs_dir)
+    app = make_app(start_mode="runs")
+    async with app.run_test(size=(80, 24)) as pilot:
+        await wait_for(pilot, lambda: len(_ids(app)) == 6)
+        await pilot.press("slash")  # into the filter; the footer says how to get out
+        assert "Back to list" in screen_text(app)
+        app.switch_mode("presets")  # (the palette or a launch leaves the screen with the box focused)
+        await pilot.press("2")
+        await wait_for(pilot, lambda: isinstance(app.screen, RunsScreen))
+        assert isinstance(app.screen.focused, DataTable)
+        await pilot.press("1", "2")
+        await wait_for(pilot, lambda: isinstance(app.screen, RunsScreen))
+        assert app.screen.query_one("#runs-filter").value == "" and len(_ids(app)) == 6

@@ -299,7 +299,7 @@ class LiveScreen(Screen[None]):
         if note:  # beside the reference column: the number is not this run's target
             parts.append(Text(f"⚠ reference {note}", style="bold yellow"))
         if ref.get("source"):
-            words = source_words(str(ref["source"]), str(ref.get("notes", "")))
+            words = source_words(str(ref["source"]), str(ref.get("notes", "")), has_reference(ref))
             parts.append(Text(f"reference: {words.label}", style="dim" if words.verified else "yellow"))
         if ref.get("notes"):
             parts.append(Text(f"note: {strip_internal(str(ref['notes']))}", style="dim"))

@@ -256,7 +256,7 @@ class PresetsScreen(Screen[None]):
             head.append(f"during {fmt(ref.during)} · final {fmt(ref.final)}"
                         + ("" if ref.final_meaningful else " (final not meaningful)") + "\n")
             if ref.source:
-                words = source_words(ref.source, ref.notes)
+                words = source_words(ref.source, ref.notes, ref.during is not None or ref.final is not None)
                 head.append("source     ", style="dim")
                 head.append(words.label + "\n", style="dim" if words.verified else "yellow")
             if ref.notes:

@@ -72,7 +72,7 @@ class RunsScreen(Screen[None]):
         Binding("s", "sort", "Sort"),
         Binding("S", "reverse", "Reverse", show=False),
         Binding("slash", "filter", "Filter"),
-        Binding("escape", "leave_filter", "Back", show=False),
+        Binding("escape", "leave_filter", "Back to list"),
     ]
 
     @dataclass
@@ -136,6 +136,11 @@ class RunsScreen(Screen[None]):
             rec = self.current_record()
             return rec is not None and resume_of(rec).possible
         return True
+
+    def on_screen_resume(self) -> None:
+        # Coming back lands on the runs list, never in the filter box (it would swallow screen digits).
+        if isinstance(self.focused, Input):
+            self.query_one("#runs-table", DataTable).focus()
 
     def on_descendant_focus(self) -> None:
         self.refresh_bindings()
