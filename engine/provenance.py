@@ -42,7 +42,10 @@ class SourceWords:
 
 def strip_internal(text: str) -> str:
     """`text` without internal spec references such as 'spec §4.2' or '(§8)'."""
-    out = re.sub(r",\s*,", ",", _SPEC_REF.sub("", text))
+    out, n = _SPEC_REF.subn("", text)
+    if not n:
+        return text  # untouched: the tidying below is only for the gaps a removal leaves
+    out = re.sub(r",\s*,", ",", out)
     return re.sub(r"\s+([,;.)])", r"\1", re.sub(r"\(\s*\)", "", out)).strip(" ,;")
 
 
