@@ -27,10 +27,9 @@ from textual.worker import get_current_worker
 
 from cltui.tui.screens.confirm import ConfirmScreen
 from cltui.tui.widgets import LossLine, NavBar, heat_table, progress_table, run_header
-from cltui.views import inference_table, metrics_table
+from cltui.views import inference_table, metrics_table, reference_lines, status_alert
 from engine.errors import RunStoreError
-from engine.presentation import divergence_text, error_summary, has_reference, metrics_of, reference_of, resume_of
-from engine.provenance import comparability_note, source_words, strip_internal
+from engine.presentation import metrics_of, resume_of
 from engine.store import RunRecord, read_run
 
 if TYPE_CHECKING:
@@ -290,45 +289,17 @@ class LiveScreen(Screen[None]):
             return
         self._matrix_key = matrix_key
         self.query_one("#live-matrix", Static).update(heat_table(rec))
-        ref = reference_of(rec)
         parts = [Text(""), metrics_table(rec, metrics_of(rec))]
         inference = inference_table(rec)
         if inference is not None:
             parts += [Text(""), inference]
-        note = comparability_note(rec.environment) if has_reference(ref) else ""
-        if note:  # beside the reference column: the number is not this run's target
-            parts.append(Text(f"⚠ reference {note}", style="bold yellow"))
-        if ref.get("source"):
-            words = source_words(str(ref["source"]), str(ref.get("notes", "")), has_reference(ref))
-            parts.append(Text(f"reference: {words.label}", style="dim" if words.verified else "yellow"))
-        if ref.get("notes"):
-            parts.append(Text(f"note: {strip_internal(str(ref['notes']))}", style="dim"))
-        self.query_one("#live-metrics", Static).update(Group(*parts))
+        self.query_one("#live-metrics", Static).update(Group(*parts, *reference_lines(rec)))
         # The alert line is always visible; the full error text sits under the metrics (scroll).
-        alert, err = self.query_one("#live-alert", Static), self.query_one("#live-error", Static)
-        st = rec.live_status
-        if self._resuming is not None and (st == "running" or Path(rec.run_dir) != self._resuming):
+        if self._resuming is not None and (rec.live_status == "running" or Path(rec.run_dir) != self._resuming):
             self._resuming = None  # its process is writing again
-        if self._resuming is not None:
-            alert.update(self._resuming_text(rec.run_id))
-            err.update("")
-        elif st == "failed":
-            lines = rec.error.strip().splitlines() or ["(no error text)"]
-            res = resume_of(rec)
-            hint = f"r {res.text}" if res.possible else res.text
-            alert.update(Text(f"failed: {error_summary(rec.error)}  ({hint}; full error below)", style="bold red"))
-            err.update(Group(Text("\nerror:", style="bold red"), Text("\n".join(lines), style="red")))
-        elif st == "diverged":
-            alert.update(Text(divergence_text(rec.divergence) if rec.divergence else "diverged", style="bold magenta"))
-            err.update("")
-        elif st == "interrupted":
-            res = resume_of(rec)
-            alert.update(Text(f"interrupted at step {rec.progress[0]}, " + (f"r {res.text}" if res.possible else res.text),
-                              style="bold yellow"))
-            err.update("")
-        else:
-            alert.update("")
-            err.update("")
+        alert, err = (self._resuming_text(rec.run_id), "") if self._resuming is not None else status_alert(rec)
+        self.query_one("#live-alert", Static).update(alert)
+        self.query_one("#live-error", Static).update(err)
 
     def _plot_pending(self) -> None:
         self._plot_timer = None

@@ -20,7 +20,7 @@ from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Input, Static
 
-from cltui.tui.records import SORT_KEYS, matches, sort_records
+from cltui.tui.records import SORT_KEYS, group_overrides, matches, sort_records
 from cltui.tui.screens.confirm import ConfirmScreen
 from cltui.tui.widgets import NavBar, RowsTable
 from cltui.views import status_style
@@ -33,7 +33,6 @@ from engine.presentation import (
     metrics_of,
     resume_of,
 )
-from engine.provenance import overrides_of
 from engine.runlock import still_running
 from engine.store import RunRecord
 
@@ -199,7 +198,7 @@ class RunsScreen(Screen[None]):
         self.refresh_bindings()
 
         self._groups = group_stats(shown)
-        grows = [(g.group, self._group_overrides(g), str(len(g.runs)), g.status_text,
+        grows = [(g.group, group_overrides(self._group_records(g)), str(len(g.runs)), g.status_text,
                   *(metric_cell(g.mean[k], g.std[k]) for k in ("during", "final", "bwt", "forgetting")),
                   g.method, g.benchmark) for g in self._groups]
         gtable = self.query_one("#groups-table", DataTable)
@@ -317,15 +316,6 @@ class RunsScreen(Screen[None]):
         except Exception:  # cursor outside the rows while the table is rebuilt
             return None
         return next((g for g in self._groups if g.group == key), None)
-
-    def _group_overrides(self, g: GroupStats) -> str:
-        """What the group's runs were started with beyond their preset (shared by all; '—' for none)."""
-        recs = self._group_records(g)
-        common = set(overrides_of(recs[0].environment)) if recs else set()
-        for r in recs[1:]:
-            common &= set(overrides_of(r.environment))
-        text = " ".join(o for o in overrides_of(recs[0].environment) if o in common) if recs else ""
-        return (text[:29] + "…" if len(text) > 30 else text) or "—"
 
     def _group_records(self, g: GroupStats) -> list[RunRecord]:
         ids = set(g.runs)
