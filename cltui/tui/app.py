@@ -197,8 +197,23 @@ class CltuiApp(App[None]):
 
         try:
             runs: list[PlannedRun] = plan(preset, overrides, seeds)
+        except (CltuiError, OSError) as e:
+            self.post_message(self.LaunchFailed(what, str(e)))
+            return
+        if len(runs) == 1:
+            self._submit(runs[0], True, what)
+            return
+        # A seed group starts together: each submit waits until its engine process has imported
+        # torch and loaded data (~5-10 s), so one after another they would start that far apart.
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(max_workers=len(runs)) as pool:
             for k, run in enumerate(runs):
-                self._started(self.executor.submit(run), first=k == 0)
+                pool.submit(self._submit, run, k == 0, f"{what} (seed {run.config.seed})")
+
+    def _submit(self, run: PlannedRun, first: bool, what: str) -> None:
+        try:
+            self._started(self.executor.submit(run), first=first)
         except (CltuiError, OSError) as e:  # RunStartError: the engine's structured error line
             self.post_message(self.LaunchFailed(what, str(e)))
 

@@ -94,3 +94,17 @@ async def test_source_in_words_unverified_labelled_no_spec_references(make_app, 
         text = await wait_text(pilot, "source     unverified · Test et al. 2020, defaults")
         head = text.split("file ")[0]
         assert "§" not in head and "spec" not in head
+
+
+async def test_seed_group_starts_together(make_app, test_presets: Path, executor: FakeExecutor) -> None:  # type: ignore[no-untyped-def]
+    import threading
+
+    # Each submit waits until all three are submitting: one after another, the barrier would break.
+    executor.barrier = threading.Barrier(3, timeout=5)
+    app = make_app(start_mode="presets")
+    async with app.run_test(size=(100, 30)) as pilot:
+        await wait_for(pilot, lambda: len(_leaves(app)) == 3)
+        app.screen.query_one("#seeds", Input).value = "3"
+        await pilot.press("l")
+        await wait_for(pilot, lambda: len(executor.submitted) == 3, what="three launches")
+        assert not executor.barrier.broken and app.launch_failures == []
