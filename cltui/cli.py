@@ -440,10 +440,11 @@ def presets_show(name: Annotated[str, typer.Argument(help="preset name")]) -> No
     from rich.table import Table
 
     from engine.catalog import option_docs
+    from engine.provenance import strip_internal
 
     opts = Table("option", "value", "help", title="options", title_justify="left", show_edge=False, pad_edge=False)
     for doc in option_docs(cfg):
-        opts.add_row(doc.key, doc.value_text, doc.help, style="bold" if doc.key.endswith(".name") else None)
+        opts.add_row(doc.key, doc.value_text, strip_internal(doc.help), style="bold" if doc.key.endswith(".name") else None)
     console.print(opts)
 
 
@@ -460,7 +461,8 @@ def runs(runs_dir: RunsDir = None) -> None:
     if not records:
         console.print(f"no runs in {runs_root(runs_dir)}; start one with: cltui run demo")
         return
-    console.print(runs_table(records))
+    records.sort(key=lambda r: (r.created, r.run_id), reverse=True)  # newest first, as in the TUI
+    console.print(runs_table(records, console.width))
     from cltui.group_views import groups_table
 
     groups = groups_table(runs_root(runs_dir))  # sweeps recorded beside the runs (cltui show GROUP)
@@ -506,8 +508,10 @@ def export(
     Export a group: one tidy row per run (group, run_id, status, seed, one column per grid axis, metrics)."""
     import numpy as np  # here, not at the top: `cltui --help` and most commands never need it
 
+    from engine.provenance import strip_internal
     from engine.store import RunStore, read_run
 
+    store = RunStore(runs_root(runs_dir))
     if (grp := _group(run, runs_dir)) is not None:
         from cltui.group_views import export_rows
 
@@ -523,7 +527,7 @@ def export(
     if format is ExportFormat.parquet:
         fail("--format parquet is for groups (one row per run); export a run as csv or json")
     try:
-        rec = read_run(RunStore(runs_root(runs_dir)).find(run))
+        rec = read_run(store.find(run))
     except CltuiError as e:
         fail(str(e))
 
@@ -550,10 +554,14 @@ def export(
             "curves": {"step": rec.curve_steps.tolist(), "acc": clean(rec.curve_acc) if rec.curve_acc.size else []},
             # Every declared series of the record, with its declaration (format 2; format-1 runs map theirs).
             "series": {name: {"cadence": s.spec.cadence, "shape": list(s.spec.shape), "columns": s.spec.columns,
-                              "description": s.spec.description, "source": s.spec.source,
+                              "description": strip_internal(s.spec.description), "source": s.spec.source,
                               "step": s.steps.tolist(), "value": plain(s.values)}
                        for name, s in rec.series.items()},
         }, indent=1)
+    _write_out(text, output)
+
+
+def _write_out(text: str, output: Path | None) -> None:
     if output:
         try:
             output.write_text(text)

@@ -24,8 +24,10 @@ from engine.presentation import (
     metrics_of,
     phase_label,
     reference_of,
+    resume_of,
 )
 from engine.inference_view import inference_points
+from engine.provenance import comparability_note, source_words, strip_internal
 from engine.store import RunRecord
 
 
@@ -67,18 +69,33 @@ def metrics_table(rec: RunRecord, metrics: dict[str, float] | None = None, sprea
 
 def header(rec: RunRecord) -> Text:
     env = rec.environment
-    ref = reference_of(rec)
     lines = Text()
     lines.append(f"{rec.run_id}", style="bold")
     lines.append(f"  [{rec.live_status}]\n", style=status_style(rec.live_status))
     lines.append(f"preset {rec.preset} · {rec.benchmark} · {rec.method} · {rec.model} · seed {rec.seed} · "
                  f"device {env.get('device', '?')} ({env.get('device_name', '')})\n")
     lines.append(f"data: {env.get('data_source', '?')}\n", style="dim")
-    if ref.get("source"):
-        lines.append(f"reference: {ref['source']}\n", style="dim")
-    if ref.get("notes"):
-        lines.append(f"note: {ref['notes']}\n", style="dim")
+    for line in reference_lines(rec):
+        lines.append_text(line)
+        lines.append("\n")
     return lines
+
+
+def reference_lines(rec: RunRecord) -> list[Text]:
+    """Under a run's metrics: a 'not comparable' warning when its overrides change the protocol, where
+    the reference comes from (in words; unverified in yellow) and the preset's notes."""
+    ref = reference_of(rec)
+    has_number = ref.get("during") is not None or ref.get("final") is not None
+    out = []
+    note = comparability_note(rec.environment) if has_number else ""
+    if note:  # beside the reference column: the number is not this run's target
+        out.append(Text(f"⚠ reference {note}", style="bold yellow"))
+    if ref.get("source"):
+        words = source_words(str(ref["source"]), str(ref.get("notes", "")), has_number)
+        out.append(Text(f"reference: {words.label}", style="dim" if words.verified else "yellow"))
+    if ref.get("notes"):
+        out.append(Text(f"note: {strip_internal(str(ref['notes']))}", style="dim"))
+    return out
 
 
 def status_style(status: str) -> str:
@@ -120,15 +137,40 @@ def status_lines(rec: RunRecord) -> list[Text]:
     return []
 
 
-def runs_table(records: list[RunRecord]) -> Table:
+def runs_table(records: list[RunRecord], width: int | None = None) -> Table:
+    """One row per run. The id is never wrapped or cut (it is what `show`/`resume` take); when the
+    terminal is too narrow for every column, benchmark, method and seed go first (the id names the
+    preset and seed)."""
+    wide = width is None or width >= 120
+    cols = [("run", "left"), ("status", "left"), *([("benchmark", "left"), ("method", "left"), ("seed", "right")]
+                                                  if wide else []), ("steps", "right"), ("during", "right"),
+            ("final", "right")]
     t = Table(show_edge=False, pad_edge=False)
-    for col, just in (("run", "left"), ("status", "left"), ("benchmark", "left"), ("method", "left"),
-                      ("seed", "right"), ("steps", "right"), ("during", "right"), ("final", "right")):
-        # The run id wraps rather than being cut: it is what `show`/`resume` need.
-        t.add_column(col, justify=just, no_wrap=col != "run", overflow="fold")  # type: ignore[arg-type]
+    for col, just in cols:
+        t.add_column(col, justify=just, no_wrap=True)  # type: ignore[arg-type]
     for r in records:
         m = metrics_of(r)
         st = r.live_status
-        t.add_row(r.run_id, Text(st, style=status_style(st)), r.benchmark, r.method, str(r.seed),
+        extra = [r.benchmark, r.method, str(r.seed)] if wide else []
+        t.add_row(r.run_id, Text(st, style=status_style(st)), *extra,
                   f"{r.progress[0]}/{r.progress[1]}", fmt(m.get("during", math.nan)), fmt(m.get("final", math.nan)))
     return t
+
+
+def status_alert(rec: RunRecord) -> tuple[Text | str, Group | str]:
+    """The always-visible alert line of a run that ended badly or was interrupted, and the full error
+    text shown under the metrics ('' for none)."""
+    st = rec.live_status
+    if st == "failed":
+        lines = rec.error.strip().splitlines() or ["(no error text)"]
+        res = resume_of(rec)
+        hint = f"r {res.text}" if res.possible else res.text
+        return (Text(f"failed: {error_summary(rec.error)}  ({hint}; full error below)", style="bold red"),
+                Group(Text("\nerror:", style="bold red"), Text("\n".join(lines), style="red")))
+    if st == "diverged":
+        return Text(divergence_text(rec.divergence) if rec.divergence else "diverged", style="bold magenta"), ""
+    if st == "interrupted":
+        res = resume_of(rec)
+        return Text(f"interrupted at step {rec.progress[0]}, " + (f"r {res.text}" if res.possible else res.text),
+                    style="bold yellow"), ""
+    return "", ""

@@ -386,8 +386,16 @@ def load_config(
         # An error belongs to an override when its key path and the override's overlap.
         from_set = any(e.path == p or e.path.startswith((p + ".", p + "[")) or p.startswith(e.path + ".")
                        for p in paths)
-        origin = "--set" if from_set else source
-        raise ConfigError(f"{origin}: {e.message}") from None
+        if from_set:
+            raise ConfigError(f"--set: {e.message}") from None
+        # A preset option that no longer fits because an override swapped its component (model.name=lstm
+        # makes the preset's model.hidden list wrong): the override caused it, so name the override.
+        for text in overrides or []:
+            keys = text.split("=", 1)[0].strip().split(".")
+            if keys[-1] == "name" and len(keys) > 1 and e.path.startswith(".".join(keys[:-1]) + "."):
+                raise ConfigError(f"--set {text}: {e.message} in {source} (an option of the preset that does not "
+                                  f"fit the new {keys[-2]}; override it too)") from None
+        raise ConfigError(f"{source}: {e.message}") from None
 
 
 def config_json(cfg: RunConfig) -> str:

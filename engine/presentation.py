@@ -35,6 +35,16 @@ def fmt(v: float | None, digits: int = 2) -> str:
     return "—" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.{digits}f}"
 
 
+def fmt_compact(v: float | None, digits: int = 4) -> str:
+    """A loss or other unbounded value: `digits` decimals while it is small, else 3 significant figures
+    in engineering-free e-notation (24030220.0 → '2.40e+07'), so a diverging loss stays one short word."""
+    if v is None or math.isnan(v):
+        return "—"
+    if math.isinf(v) or abs(v) >= 1e4 or (0 < abs(v) < 10 ** -digits):
+        return f"{v:.2e}"
+    return f"{v:.{digits}f}"
+
+
 def fmt_seconds(s: float) -> str:
     """12s, 3m05s, 1h02m; '—' for NaN."""
     if math.isnan(s):
@@ -69,8 +79,8 @@ def phase_length_label(training: Any) -> str:
 
 
 def phase_title(phase: int, n_phases: int) -> str:
-    """'task 3/5' for phase index 2 of 5."""
-    return f"task {phase + 1}/{n_phases}"
+    """'task 3 of 5' for phase index 2 of 5 (not '3/5': task names are often '4/5' themselves)."""
+    return f"task {phase + 1} of {n_phases}"
 
 
 def recent_rate(steps_per_sec: np.ndarray, window: int = RATE_WINDOW) -> float:
@@ -102,7 +112,7 @@ class Progress:
 
     @property
     def heading(self) -> str:
-        """'task 3/5 · 4/5': which phase, and the tasks it trains."""
+        """'task 3 of 5 · 4/5': which phase, and the tasks it trains."""
         return f"{self.title} · {self.phase_label}"
 
     def run_line(self, unit: str = "") -> str:
@@ -113,8 +123,8 @@ class Progress:
 
     @property
     def phase_line(self) -> str:
-        """'4/5: 50/100': the phase's tasks and its steps."""
-        return f"{self.phase_label}: {self.in_phase}/{self.phase_total}"
+        """'4/5 · step 50 of 100': the phase's tasks and its steps."""
+        return f"{self.phase_label} · step {self.in_phase} of {self.phase_total}"
 
 
 def progress(done: int, total: int, phase_steps: Sequence[int], phase_tasks: Sequence[Sequence[int]],
@@ -262,7 +272,7 @@ def resume_info(status: str, checkpoint_step: int | None, has_checkpoint: bool) 
     if status == "diverged":
         return ResumeInfo(False, "diverged; resuming would diverge again: change the config and start it again")
     if checkpoint_step is not None:
-        return ResumeInfo(True, f"resumes from step {checkpoint_step}")
+        return ResumeInfo(True, f"resumes from step {checkpoint_step} (last checkpoint)")
     if has_checkpoint:
         return ResumeInfo(True, "resumes from its last checkpoint")
     return ResumeInfo(False, "no checkpoint was written; start it again")

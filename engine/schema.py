@@ -121,7 +121,8 @@ def build(cls: type, table: dict[str, Any], path: str = "") -> Any:
         sub = f"{path}.{key}" if path else key
         if key not in fields:
             near = close_matches(key, fields)
-            hint = f" Closest valid keys: {', '.join(near)}." if near else ""
+            # Full key paths (training.lr, not lr): the user types the path, so the hint gives one.
+            hint = f" Closest valid keys: {', '.join(f'{path}.{n}' if path else n for n in near)}." if near else ""
             valid = f" Valid keys here: {', '.join(fields)}." if fields else " This table takes no keys."
             raise SchemaError(sub, f"unknown key {sub!r}.{hint or valid}")
         kwargs[key] = _check(hints[key], value, sub)

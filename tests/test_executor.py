@@ -133,7 +133,7 @@ def test_stop_asks_a_running_child_to_checkpoint(tmp_path: Path) -> None:
         assert h.proc is not None and h.proc.wait(120) == 3
         assert executor.poll(h) == "interrupted"
         info = resume_of(read_run(h.run_dir))
-        assert info.possible and re.fullmatch(r"resumes from step \d+", info.text)
+        assert info.possible and re.fullmatch(r"resumes from step \d+ \(last checkpoint\)", info.text)
     finally:
         if h.proc is not None and h.proc.poll() is None:
             h.proc.kill()

@@ -41,7 +41,7 @@ def test_phase_labels() -> None:
     assert phase_label(NAMES, [3]) == "6/7"
     assert phase_label(NAMES, [0, 1]) == "0/1+2/3"
     assert phase_label(NAMES, [0, 1, 2, 3, 4]) == "all"  # multitask
-    assert phase_title(2, 5) == "task 3/5"
+    assert phase_title(2, 5) == "task 3 of 5"
 
 
 def test_progress_mid_third_task_with_eta() -> None:
@@ -50,9 +50,9 @@ def test_progress_mid_third_task_with_eta() -> None:
     p = progress(250, 500, [100] * 5, [[k] for k in range(5)], NAMES, np.array([100.0, 400.0]), running=True)
     assert (p.phase, p.in_phase, p.phase_total, p.phase_label) == (2, 50, 100, "4/5")
     assert p.rate == pytest.approx(160.0) and p.eta == pytest.approx(1.5625)
-    assert p.heading == "task 3/5 · 4/5"
+    assert p.heading == "task 3 of 5 · 4/5"
     assert p.run_line() == "250/500 · 160 it/s · ETA 2s" and p.run_line(" steps").startswith("250/500 steps ·")
-    assert p.phase_line == "4/5: 50/100"
+    assert p.phase_line == "4/5 · step 50 of 100"
 
 
 def test_progress_at_boundaries_and_when_not_running() -> None:
@@ -104,7 +104,7 @@ def test_live_metrics_of_a_partial_matrix() -> None:
 
 
 def test_resume_eligibility_names_the_checkpoint_step() -> None:
-    assert resume_info("interrupted", 1200, True).text == "resumes from step 1200"
+    assert resume_info("interrupted", 1200, True).text == "resumes from step 1200 (last checkpoint)"
     assert resume_info("failed", 1200, True).possible
     assert resume_info("interrupted", None, True).text == "resumes from its last checkpoint"
     assert not resume_info("interrupted", None, False).possible

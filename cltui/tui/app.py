@@ -23,6 +23,7 @@ from textual.message import Message
 from textual.screen import Screen
 from textual.worker import get_current_worker
 
+from cltui.tui.advice import tui_advice
 from cltui.tui.records import RunPoller
 from cltui.tui.screens.compare import CompareScreen
 from cltui.tui.screens.help import HelpScreen
@@ -87,6 +88,7 @@ class CltuiApp(App[None]):
         super().__init__()
         self.store, self.executor, self.settings = store, executor, settings
         self.latest_records: list[RunRecord] = []
+        self.launch_failures: list[tuple[str, str, str]] = []  # (time, what, error): shown on the Runs screen
         self._handles: list[RunHandle] = []  # runs this app started and has not seen end yet
         self._handles_lock = threading.Lock()
         self._poll_wake = threading.Event()
@@ -228,7 +230,7 @@ class CltuiApp(App[None]):
         self._launch(preset, list(overrides), seeds, what)
 
     def resume_run(self, run_dir: Path) -> None:
-        self._live().show_starting(f"resuming {Path(run_dir).name}")
+        self._live().show_resuming(Path(run_dir))
         self._resume(Path(run_dir))
 
     def stop_run(self, rec: RunRecord) -> None:
@@ -249,8 +251,23 @@ class CltuiApp(App[None]):
 
         try:
             runs: list[PlannedRun] = plan(preset, overrides, seeds)
+        except (CltuiError, OSError) as e:
+            self.post_message(self.LaunchFailed(what, str(e)))
+            return
+        if len(runs) == 1:
+            self._submit(runs[0], True, what)
+            return
+        # A seed group starts together: each submit waits until its engine process has imported
+        # torch and loaded data (~5-10 s), so one after another they would start that far apart.
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(max_workers=len(runs)) as pool:
             for k, run in enumerate(runs):
-                self._started(self.executor.submit(run), first=k == 0)
+                pool.submit(self._submit, run, k == 0, f"{what} (seed {run.config.seed})")
+
+    def _submit(self, run: PlannedRun, first: bool, what: str) -> None:
+        try:
+            self._started(self.executor.submit(run), first=first)
         except (CltuiError, OSError) as e:  # RunStartError: the engine's structured error line
             self.post_message(self.LaunchFailed(what, str(e)))
 
@@ -270,10 +287,18 @@ class CltuiApp(App[None]):
         self.notify(f"started {msg.run_dir.name}")
 
     def on_cltui_app_launch_failed(self, msg: LaunchFailed) -> None:
+        import time
+
+        error = tui_advice(msg.error)
+        # A failure before any run file exists would otherwise leave no trace once the toast is gone.
+        self.launch_failures = [(time.strftime("%H:%M:%S"), msg.what, error), *self.launch_failures][:5]
+        runs = self._mode_screen("runs")
+        if isinstance(runs, RunsScreen):
+            runs.show_failures(self.launch_failures)
         live = self._mode_screen("live")
         if isinstance(live, LiveScreen):
-            live.show_launch_error(msg.what, msg.error)
-        self.notify(msg.error, title=f"could not start {msg.what}", severity="error", timeout=10)
+            live.show_launch_error(msg.what, error)
+        self.notify(error, title=f"could not start {msg.what}", severity="error", timeout=10)
 
     # -- command palette -----------------------------------------------------------------------
     def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
@@ -288,9 +313,48 @@ class CltuiApp(App[None]):
         for gid in [*reversed(group_ids(self.settings.runs_dir)), *sorted(seed_groups)]:
             yield SystemCommand(f"Open group {gid}", "mean ± sample std per grid point, its runs, curves with bands",
                                 partial(self.open_group, gid), discover=False)
+        yield SystemCommand("Launch the selected preset", "With its overrides and seeds (l on Presets)",
+                            self._palette_launch)
+        yield SystemCommand("Compare marked runs", "The runs marked with space on Runs (c)", self._palette_compare)
+        # Every action on a run, by name: type part of the id to find it (hidden until typed).
         for rec in self.latest_records:
-            yield SystemCommand(f"Open run {rec.run_id}", f"{rec.live_status} · {rec.benchmark} · {rec.method}",
-                                partial(self.open_run, rec.run_dir), discover=False)
+            what = f"{rec.live_status} · {rec.benchmark} · {rec.method}"
+            yield SystemCommand(f"Open run {rec.run_id}", what, partial(self.open_run, rec.run_dir), discover=False)
+            if rec.live_status == "running":
+                yield SystemCommand(f"Stop run {rec.run_id}", "It checkpoints, then stops (x)",
+                                    partial(self._palette_on_run, rec, "stop"), discover=False)
+            elif rec.live_status in ("interrupted", "failed"):
+                yield SystemCommand(f"Resume run {rec.run_id}", "From its last checkpoint (r)",
+                                    partial(self._palette_on_run, rec, "resume"), discover=False)
+            yield SystemCommand(f"Export figures of run {rec.run_id}", "Every figure, as `cltui plot` draws them (e)",
+                                partial(self._palette_export, rec), discover=False)
+            if rec.live_status != "running":
+                yield SystemCommand(f"Delete run {rec.run_id}", "After asking (d)",
+                                    partial(self._palette_on_run, rec, "delete"), discover=False)
+
+    def _palette_launch(self) -> None:
+        self.switch_mode("presets")
+        screen = self._mode_screen("presets")
+        if isinstance(screen, PresetsScreen):
+            screen.action_launch()
+
+    def _palette_compare(self) -> None:
+        self.switch_mode("runs")
+        screen = self._mode_screen("runs")
+        if isinstance(screen, RunsScreen):
+            screen.action_compare()
+
+    def _palette_on_run(self, rec: RunRecord, action: str) -> None:
+        """A run action from the palette goes through the Runs screen's own (and its confirmations)."""
+        self.switch_mode("runs")
+        screen = self._mode_screen("runs")
+        if isinstance(screen, RunsScreen) and screen.select_run(rec.run_id):
+            getattr(screen, f"action_{action}")()
+
+    def _palette_export(self, rec: RunRecord) -> None:
+        live = self._live()
+        live.show_run(rec.run_dir)
+        live.export_run(rec.run_dir)
 
 
 def create_app(store: RunStore, executor: Executor, settings: Settings) -> CltuiApp:

@@ -13,6 +13,7 @@ import numpy as np
 
 from engine.errors import RunStoreError
 from engine.presentation import metrics_of
+from engine.provenance import overrides_of
 from engine.store import RUN_FILE, RunRecord, RunStore, read_run
 
 NAN = math.nan
@@ -84,3 +85,15 @@ def mean_seen_curve(rec: RunRecord) -> tuple[np.ndarray, np.ndarray]:
     sums = np.where(seen, acc, 0.0).sum(axis=1)
     keep = counts > 0
     return rec.curve_steps[keep].astype(float), sums[keep] / counts[keep]
+
+
+def group_overrides(recs: list[RunRecord], width: int = 30) -> str:
+    """What a group's runs were started with beyond their preset (the overrides all share), cut to
+    `width` characters; '—' for none."""
+    if not recs:
+        return "—"
+    common = set(overrides_of(recs[0].environment))
+    for r in recs[1:]:
+        common &= set(overrides_of(r.environment))
+    text = " ".join(o for o in overrides_of(recs[0].environment) if o in common)
+    return (text[:width - 1] + "…" if len(text) > width else text) or "—"

@@ -15,12 +15,13 @@ from rich.table import Table
 from rich.text import Text
 from textual import events
 from textual.app import RenderResult
+from textual.binding import Binding
 from textual.widget import Widget
 from textual.widgets import DataTable, Static
 
 from cltui.live import sparkline
 from cltui.views import status_style
-from engine.presentation import fmt, phase_label, progress_of
+from engine.presentation import fmt, fmt_compact, phase_label, progress_of
 from engine.store import RunRecord
 
 TABS = (("presets", "Presets"), ("runs", "Runs"), ("live", "Live"), ("compare", "Compare"))
@@ -54,9 +55,22 @@ class RowsTable(DataTable):
     `add_row` and that moment stay cached with the old widths (cells cut to the header's width).
     When the widths change, drop the cached lines (`notify_style_update` is the public way)."""
 
+    # DataTable binds Home/End to sideways scrolling; in a list of runs they mean first/last row (as
+    # do g/G, the vim/less keys lazygit and k9s use).
+    BINDINGS = [Binding("home,g", "cursor_first", "First", show=False),
+                Binding("end,G", "cursor_last", "Last", show=False)]
+
     def __init__(self, **kwargs: object) -> None:
         super().__init__(**kwargs)  # type: ignore[arg-type]
         self._widths: tuple[int, ...] = ()
+
+    def action_cursor_first(self) -> None:
+        if self.row_count:
+            self.move_cursor(row=0, animate=False)
+
+    def action_cursor_last(self) -> None:
+        if self.row_count:
+            self.move_cursor(row=self.row_count - 1, animate=False)
 
     def on_idle(self, event: events.Idle) -> None:
         widths = tuple(c.content_width for c in self.columns.values())
@@ -81,6 +95,10 @@ def heat_color(v: float) -> str:
     return "#14783c"
 
 
+UNTRAINED = Style(color="grey50", italic=True)
+"""An accuracy on a task the network has not been trained on yet (chance level, not forgetting)."""
+
+
 def heat_table(rec: RunRecord, title: str = "accuracy % · row i: after task i") -> Text:
     """The accuracy matrix as a coloured heat table; empty cells (not evaluated yet) are dim dots.
     The diagonal (each task right after learning it) is bold and underlined.
@@ -99,11 +117,17 @@ def heat_table(rec: RunRecord, title: str = "accuracy % · row i: after task i")
                style="bold")
     square = rec.acc.shape[0] == rec.acc.shape[1]
     styles: dict[tuple[str, bool], Style] = {}
+    # A task not trained yet scores near chance: grey, not the red of a forgotten one.
+    trained: set[int] = set()
     for i, row in enumerate(rec.acc):
+        trained.update(rec.phase_tasks[i] if i < len(rec.phase_tasks) else ())
         out.append(labels[i].ljust(label_w), style="bold")
         for j, v in enumerate(row):
             if math.isnan(v):
                 out.append(" " + "·".rjust(width), style="dim")
+                continue
+            if j not in trained:
+                out.append(" " + f"{v:.{digits}f}".rjust(width), style=UNTRAINED)
                 continue
             diag = square and i == j
             key = (heat_color(v), diag)
@@ -164,7 +188,7 @@ class LossLine(Widget):
     def render(self) -> RenderResult:
         if self._loss.size == 0:
             return Text("loss  (no steps logged yet)", style="dim")
-        tail = f" {fmt(float(self._loss[-1]), 4)} · train acc {fmt(self._train_acc, 1)}%"
+        tail = f" {fmt_compact(float(self._loss[-1]))} · train acc {fmt(self._train_acc, 1)}%"
         width = max(self.size.width - 6 - len(tail), 4)
         # Decimate a long history to the width (every k-th point) rather than showing only the end.
         loss = self._loss[~np.isnan(self._loss)]

@@ -4,6 +4,7 @@ streams (no torch), a fake executor that records what it was asked to start, and
 from __future__ import annotations
 
 import math
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -145,14 +146,19 @@ class FakeExecutor:
     stopped: list[Path] = field(default_factory=list)
     fail_with: str = ""
     polled: int = 0
+    barrier: threading.Barrier | None = None
+    lock: threading.Lock = field(default_factory=threading.Lock)
 
     def submit(self, run: PlannedRun, stop_at_step: int | None = None) -> RunHandle:
         if self.fail_with:
             raise RunStartError(self.fail_with, "DeviceError")
-        self.submitted.append(run)
+        if self.barrier is not None:  # seeds of a group are submitted together: wait for all of them
+            self.barrier.wait()
+        with self.lock:  # (the TUI submits a group's seeds from several threads)
+            self.submitted.append(run)
+            name = f"launched-{len(self.submitted)}"
         cfg = run.config
-        syn = start_run(self.root, f"launched-{len(self.submitted)}", seed=cfg.seed, method=cfg.method.name,
-                        preset=cfg.name, group=run.group)
+        syn = start_run(self.root, name, seed=cfg.seed, method=cfg.method.name, preset=cfg.name, group=run.group)
         syn.run_phases(1)
         syn.writer.close()
         return RunHandle(syn.run_dir.name, syn.run_dir)

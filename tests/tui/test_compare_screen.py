@@ -18,12 +18,11 @@ async def test_compare_two_runs(make_app, runs_dir: Path) -> None:  # type: igno
     async with app.run_test(size=(120, 40)) as pilot:
         await wait_text(pilot, "mark runs on the Runs screen")
         app.compare_runs([a, b])
-        text = await wait_text(pilot, "1 ewc-run")
-        assert "2 ft-run" in text
+        text = await wait_text(pilot, "ewc-run  ")
+        assert "ft-run" in text
         fa, fb = read_run(a).metrics["final"], read_run(b).metrics["final"]
         assert f"{fa:.2f}" in text and f"{fb:.2f}" in text
-        assert "mean accuracy (%) of seen tasks vs step" in text
-        assert "1 ewc s0" in text and "2 finetune s0" in text  # plot legend and matrix titles
+        assert "mean accuracy (%) of seen tasks vs task" in text
         # Both matrices (mounted just after the table: on a busy machine a frame may show only the table).
         await wait_for(pilot, lambda: screen_text(app).count("T5") >= 2, what="both matrices")
         screen = app.screen

@@ -23,7 +23,7 @@ async def test_live_view_fills_in_as_the_run_is_written(make_app, runs_dir: Path
         run.writer.flush(force=True)
         # Progress, the rate and the task label come from separate reads of the record: wait for the rate.
         text = await wait_text(pilot, "250 it/s")
-        assert "50/500" in text and "T1: 50/100" in text and "250 it/s" in text and "loss" in text
+        assert "50/500" in text and "T1 · step 50 of 100" in text and "250 it/s" in text and "loss" in text
         live = app.screen
         assert isinstance(live, LiveScreen)
         assert live.rec is not None and live.rec.curve_steps.size == 2
@@ -56,7 +56,7 @@ async def test_dead_process_reads_as_interrupted(make_app, runs_dir: Path, execu
         await pilot.press("enter")
         text = await wait_text(pilot, "killed  interrupted")
         # Killed at step 240; the last checkpoint (end of task 2) is at step 200.
-        assert "interrupted at step 240: r resumes from step 200" in text
+        assert "interrupted at step 240, r resumes from step 200 (last checkpoint)" in text
         await pilot.press("r")
         await wait_for(pilot, lambda: executor.resumed == [runs_dir / "killed"])
 

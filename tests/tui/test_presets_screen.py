@@ -73,8 +73,9 @@ async def test_bad_override_shows_the_config_error_and_blocks_launch(make_app, t
         await wait_for(pilot, lambda: len(_leaves(app)) == 3)
         await pilot.press("o", *"training.lrr=0.1")
         status = app.screen.query_one("#override-status", Static)
-        text = await wait_text(pilot, "✗")
-        assert "✗ override: unknown key 'training.lrr'. Closest valid keys: lr." in text
+        await wait_text(pilot, "✗")
+        line = str(status.render())
+        assert "✗ override: unknown key 'training.lrr'. Closest valid keys: training.lr." in line, line
         assert app.screen.query_one("#launch").disabled
         await pilot.press("enter")
         await pilot.pause(0.2)
@@ -113,7 +114,7 @@ async def test_launch_several_seeds_as_one_group(make_app, test_presets: Path, e
         app.screen.query_one("#seeds", Input).value = "3"
         await pilot.press("l")
         await wait_for(pilot, lambda: len(executor.submitted) == 3, what="three launches")
-        assert [r.config.seed for r in executor.submitted] == [0, 1, 2]
+        assert sorted(r.config.seed for r in executor.submitted) == [0, 1, 2]  # submitted together
         groups = {r.group for r in executor.submitted}
         assert len(groups) == 1 and re.fullmatch(r"\d{8}-\d{6}-permuted-mnist-si-x3-[0-9a-f]{4}", groups.pop())
 

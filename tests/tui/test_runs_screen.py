@@ -46,7 +46,7 @@ async def test_runs_list_statuses_and_group_mean_std(make_app, runs_dir: Path) -
         finals = [read_run(runs_dir / r).metrics["final"] for r in ("ewc-s0", "ewc-s1")]
         mean, std = sum(finals) / 2, abs(finals[0] - finals[1]) / 2 ** 0.5  # sample std (n-1) of two runs
         text = await wait_text(pilot, f"{mean:.2f} ± {std:.2f}")
-        assert "seed groups: metrics as mean ± sample std (n−1)" in text and "2 finished" in text
+        assert "seed groups: mean ± sample std (n−1)" in text and "2 finished" in text
         # A run that finishes elsewhere shows up as finished within a poll.
         live.run_phases(4)
         live.finish()

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import dead_run, failed_run, finished_run, screen_text, start_run, wait_text
+from .conftest import dead_run, failed_run, finished_run, screen_text, start_run, wait_for, wait_text
 
 SNAPSHOTS = Path(__file__).parent / "snapshots"
 UPDATE = os.environ.get("CLTUI_UPDATE_SNAPSHOTS") == "1"
@@ -101,6 +101,46 @@ async def test_snapshot_compare(make_app, runs_dir: Path, tmp_path: Path) -> Non
     async with app.run_test(size=(100, 30)) as pilot:
         app.compare_runs([runs_dir / "20250101-000001-split-mnist-ewc-s0",
                           runs_dir / "20250101-000003-split-mnist-finetune-s0"])
-        await wait_text(pilot, "2 finetune s0")
+        await wait_text(pilot, "split-mnist-finetune-s0")
         await pilot.pause(0.3)
         check_snapshot(app, "compare_100x30", tmp_path)
+
+
+# The reworked screens at the two sizes people use most: a default terminal and a roomy one.
+SIZES = ((80, 24), (120, 40))
+
+
+@pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
+async def test_snapshot_presets_sizes(make_app, test_presets: Path, tmp_path: Path, size: tuple[int, int]) -> None:  # type: ignore[no-untyped-def]
+    app = make_app(start_mode="presets")
+    async with app.run_test(size=size) as pilot:
+        await wait_text(pilot, "reference  ")
+        await pilot.press("slash", *"ewc", "enter")
+        await wait_text(pilot, "Test et al. 2020")
+        await pilot.pause(0.3)
+        check_snapshot(app, f"presets_{size[0]}x{size[1]}", tmp_path)
+
+
+@pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
+async def test_snapshot_runs_sizes(make_app, runs_dir: Path, tmp_path: Path, size: tuple[int, int]) -> None:  # type: ignore[no-untyped-def]
+    live = _runs(runs_dir)
+    app = make_app(start_mode="runs")
+    async with app.run_test(size=size) as pilot:
+        await wait_text(pilot, "± ")
+        await pilot.pause(0.3)
+        check_snapshot(app, f"runs_{size[0]}x{size[1]}", tmp_path)
+    live.writer.close()
+
+
+@pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
+async def test_snapshot_compare_sizes(make_app, runs_dir: Path, tmp_path: Path, size: tuple[int, int]) -> None:  # type: ignore[no-untyped-def]
+    _runs(runs_dir).writer.close()
+    app = make_app(start_mode="compare")
+    async with app.run_test(size=size) as pilot:
+        app.compare_runs([runs_dir / "20250101-000001-split-mnist-ewc-s0",
+                          runs_dir / "20250101-000002-split-mnist-ewc-s1",
+                          runs_dir / "20250101-000003-split-mnist-finetune-s0"])
+        await wait_text(pilot, "finetune-s0")
+        await wait_for(pilot, lambda: len(app.screen.query(".compare-matrix")) == 3)
+        await pilot.pause(0.3)
+        check_snapshot(app, f"compare_{size[0]}x{size[1]}", tmp_path)

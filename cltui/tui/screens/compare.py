@@ -29,48 +29,75 @@ from cltui.tui.widgets import NavBar, heat_table
 from cltui.views import status_style
 from engine.errors import RunStoreError
 from engine.presentation import (
+    STD_LABEL,
     fmt,
     has_reference,
+    mean_std,
+    metric_cell,
     metric_rows,
     metrics_of,
     reference_of,
 )
+from engine.provenance import comparability_note
 from engine.store import RunRecord, read_run
 
 if TYPE_CHECKING:
     from cltui.tui.plot import CurvesPlot
 
 
-def compare_table(recs: list[RunRecord]) -> Table:
-    """Rows: what each run is, then every metric; one column per run, plus the first run's reference."""
+def compare_table(recs: list[RunRecord], selected: int = -1) -> Table:
+    """Rows: what each run is, every metric, then each run's own preset reference (and whether the run
+    is comparable with it); one column per run, named by run, plus mean ± sample std over the runs.
+    The `selected` run's column head is highlighted (`o` opens it)."""
+    from cltui.tui.plot import short_labels
+
     t = Table(show_edge=False, pad_edge=False, title="metrics (%)", title_justify="left", title_style="bold")
-    t.add_column("")
-    for k in range(1, len(recs) + 1):
-        t.add_column(f"{k}", justify="right", no_wrap=True)
-    ref = reference_of(recs[0]) if recs else {}
-    has_ref = has_reference(ref)
-    if has_ref:
-        t.add_column("ref", justify="right", style="dim")
-    pad = [""] if has_ref else []
+    t.add_column("", no_wrap=True)
+    for k, name in enumerate(short_labels(recs)):
+        t.add_column(Text(name, style="reverse bold" if k == selected else "bold"), justify="right", no_wrap=True)
+    spread = len(recs) > 1
+    if spread:
+        t.add_column(Text(f"mean ± sd n={len(recs)}", style="bold"), justify="right", no_wrap=True)
+    pad = [""] if spread else []
     t.add_row("method", *[r.method for r in recs], *pad)
     t.add_row("seed", *[str(r.seed) for r in recs], *pad)
     t.add_row("status", *[Text(r.live_status, style=status_style(r.live_status)) for r in recs], *pad)
-    per_run = [metric_rows(metrics_of(r), ref) for r in recs]
+    refs = [reference_of(r) for r in recs]
+    per_run = [metric_rows(metrics_of(r), ref) for r, ref in zip(recs, refs)]
     for k, first in enumerate(per_run[0] if per_run else []):
         vals = [rows[k].value for rows in per_run]
         finite = [v for v in vals if not math.isnan(v)]
         # The best value of a row in bold (for forgetting, lower is better).
         best = (min(finite) if first.key == "forgetting" else max(finite)) if len(finite) > 1 else None
         cells = [Text(fmt(v), style="bold green" if best is not None and v == best else "") for v in vals]
-        t.add_row(first.label, *cells, *([first.reference_cell] if has_ref else []))
+        mean, std, _ = mean_std(vals)
+        t.add_row(first.label, *cells, *([metric_cell(mean, std)] if spread else []))
+    if any(has_reference(ref) for ref in refs):
+        # Each run against its own preset's reference (runs of different presets have different ones).
+        for key in ("during", "final"):
+            t.add_row(Text(f"ref {key}", style="dim"),
+                      *[Text(fmt(ref.get(key)) if ref.get(key) is not None else "", style="dim") for ref in refs],
+                      *pad)
+        notes = [comparability_note(r.environment) for r in recs]
+        if any(notes):
+            t.add_row(Text("vs ref", style="dim"),
+                      *[Text("not comparable", style="yellow") if n else Text("comparable", style="dim")
+                        for n in notes], *pad)
     return t
 
 
 def legend(recs: list[RunRecord]) -> Text:
+    """Each column's full run id, and what makes a run not comparable with its reference."""
+    from cltui.tui.plot import short_labels
+
     out = Text()
-    for k, r in enumerate(recs, 1):
-        out.append(f"{k} ", style="bold")
-        out.append(f"{r.run_id}\n")
+    for name, r in zip(short_labels(recs), recs):
+        out.append(name, style="bold")
+        out.append(f"  {r.run_id}\n", style="dim")
+        note = comparability_note(r.environment)
+        if note:
+            out.append(f"  {note}\n", style="yellow")
+    out.append(f"sd: {STD_LABEL}", style="dim")
     return out
 
 
@@ -78,12 +105,15 @@ class CompareScreen(Screen[None]):
     """Runs side by side."""
 
     MODE = "compare"
-    HELP = ("Two or more runs side by side: what each is and its metrics (best in green; the reference "
-            "column is the first run's preset), the mean accuracy over seen tasks vs step of every run on "
-            "one plot, and each run's accuracy matrix. Choose runs on the Runs screen: space marks, `c` "
-            "compares; enter on a seed group compares its runs. Numbers in the table and plot legend "
-            "match the list under the table.")
-    BINDINGS = [Binding("o", "open_first", "Open run 1 live")]
+    HELP = ("Two or more runs side by side: what each is and its metrics (best in green), mean ± sample "
+            "std over the runs, and each run's own preset reference (marked 'not comparable' when the run's "
+            "overrides change the protocol); the mean accuracy over seen tasks of every run on one plot, with "
+            "x = task index + fraction of the task (so runs of different lengths line up) and task "
+            "boundaries; and each run's accuracy matrix. Columns are named by run (the id without its date). "
+            "Left/right (h/l) select a run, `o` opens it live. Choose runs on the Runs screen: space marks, "
+            "`c` compares; enter on a seed group compares its runs.")
+    BINDINGS = [Binding("left,h", "select(-1)", "◀"), Binding("right,l", "select(1)", "▶ select run"),
+                Binding("o", "open_selected", "Open selected")]
 
     @dataclass
     class Read(Message):
@@ -99,6 +129,7 @@ class CompareScreen(Screen[None]):
         self._wake = threading.Event()
         self._closing = False
         self._last_sig: tuple | None = None
+        self.selected = 0
 
     def _plot(self) -> CurvesPlot:
         from cltui.tui.plot import CurvesPlot
@@ -128,6 +159,11 @@ class CompareScreen(Screen[None]):
 
     def on_mount(self) -> None:
         self._follow()
+
+    def on_resize(self, event: events.Resize) -> None:
+        # Under 110 columns the metrics table (three runs and their mean need ~70) and the plot do not
+        # both fit: the table takes the width and the plot steps aside (the matrices stay below).
+        self.set_class(event.size.width < 110, "-narrow")
 
     def on_screen_resume(self, event: events.ScreenResume) -> None:
         self._active = True
@@ -168,7 +204,9 @@ class CompareScreen(Screen[None]):
 
     def update_from(self, recs: list[RunRecord]) -> None:
         self.recs = recs
-        self.query_one("#compare-metrics", Static).update(Group(compare_table(recs), Text(""), legend(recs)))
+        self.selected = min(self.selected, max(len(recs) - 1, 0))
+        self.query_one("#compare-metrics", Static).update(Group(compare_table(recs, self.selected), Text(""),
+                                                                legend(recs)))
         self._plot().show_many(recs)
         box = self.query_one("#compare-matrices", HorizontalScroll)
         statics = list(box.query(Static))
@@ -176,9 +214,18 @@ class CompareScreen(Screen[None]):
             box.remove_children()
             statics = [Static(classes="compare-matrix") for _ in recs]
             box.mount_all(statics)
-        for k, (s, r) in enumerate(zip(statics, recs), 1):
-            s.update(heat_table(r, title=f"{k} {r.method} s{r.seed}"))
+        from cltui.tui.plot import short_labels
 
-    def action_open_first(self) -> None:
+        for s, r, name in zip(statics, recs, short_labels(recs)):
+            s.update(heat_table(r, title=name))
+
+    def action_select(self, delta: int) -> None:
+        if not self.recs:
+            return
+        self.selected = (self.selected + delta) % len(self.recs)
+        self.query_one("#compare-metrics", Static).update(Group(compare_table(self.recs, self.selected), Text(""),
+                                                                legend(self.recs)))
+
+    def action_open_selected(self) -> None:
         if self.recs:
-            self.app.open_run(self.recs[0].run_dir)  # type: ignore[attr-defined]
+            self.app.open_run(self.recs[self.selected].run_dir)  # type: ignore[attr-defined]

@@ -27,9 +27,9 @@ from textual.worker import get_current_worker
 
 from cltui.tui.screens.confirm import ConfirmScreen
 from cltui.tui.widgets import LossLine, NavBar, heat_table, progress_table, run_header
-from cltui.views import inference_table, metrics_table
+from cltui.views import inference_table, metrics_table, reference_lines, status_alert
 from engine.errors import RunStoreError
-from engine.presentation import divergence_text, error_summary, metrics_of, reference_of, resume_of
+from engine.presentation import metrics_of, resume_of
 from engine.store import RunRecord, read_run
 
 if TYPE_CHECKING:
@@ -106,6 +106,8 @@ class LiveScreen(Screen[None]):
         self._plot_timer: Timer | None = None
         self._matrix_key: tuple | None = None
         self._has_panels = False  # the shown run records analyses: `a` in the footer
+        self._can = (False, False)  # (stop, resume) apply to the shown run: only then in the footer
+        self._resuming: Path | None = None  # asked to resume, its process not writing yet: say so
 
     def _plot(self) -> CurvesPlot:
         from cltui.tui.plot import CurvesPlot
@@ -139,9 +141,27 @@ class LiveScreen(Screen[None]):
         """Follow `run_dir` from now on (read immediately)."""
         if self.run_dir != Path(run_dir) and self.query("#live-right"):
             self._panels().reset()
+        if self._resuming is not None and self._resuming != Path(run_dir):
+            self._resuming = None
         self.run_dir = Path(run_dir)
         self._last_sig, self._note = None, None
         self._wake.set()
+
+    def show_resuming(self, run_dir: Path) -> None:
+        """Resuming the run already shown keeps it on screen (the engine needs 10-20 s to import torch
+        and load data before it writes again); only the alert line says what is happening."""
+        if self.rec is None or Path(self.rec.run_dir) != Path(run_dir) or not self.query("#live-alert"):
+            self.show_starting(f"resuming {Path(run_dir).name}")
+            return
+        self._note = None
+        self._resuming = Path(run_dir)
+        self.query_one("#live-alert", Static).update(self._resuming_text(self.rec.run_id))
+        self._can = (False, False)
+        self.refresh_bindings()
+
+    @staticmethod
+    def _resuming_text(run_id: str) -> Text:
+        return Text(f"resuming {run_id}…  (the engine process imports torch and loads data first)", style="bold cyan")
 
     def show_starting(self, what: str) -> None:
         self.run_dir, self.rec, self._last_sig = None, None, None
@@ -150,6 +170,7 @@ class LiveScreen(Screen[None]):
         self._show_note()
 
     def show_launch_error(self, what: str, error: str) -> None:
+        self._resuming = None
         self._note = (Text(f"could not start {what}", style="bold red"), Text(error, style="red"))
         self._show_note()
 
@@ -268,36 +289,17 @@ class LiveScreen(Screen[None]):
             return
         self._matrix_key = matrix_key
         self.query_one("#live-matrix", Static).update(heat_table(rec))
-        ref = reference_of(rec)
         parts = [Text(""), metrics_table(rec, metrics_of(rec))]
         inference = inference_table(rec)
         if inference is not None:
             parts += [Text(""), inference]
-        if ref.get("source"):
-            parts.append(Text(f"reference: {ref['source']}", style="dim"))
-        if ref.get("notes"):
-            parts.append(Text(f"note: {ref['notes']}", style="dim"))
-        self.query_one("#live-metrics", Static).update(Group(*parts))
+        self.query_one("#live-metrics", Static).update(Group(*parts, *reference_lines(rec)))
         # The alert line is always visible; the full error text sits under the metrics (scroll).
-        alert, err = self.query_one("#live-alert", Static), self.query_one("#live-error", Static)
-        st = rec.live_status
-        if st == "failed":
-            lines = rec.error.strip().splitlines() or ["(no error text)"]
-            res = resume_of(rec)
-            hint = f"r {res.text}" if res.possible else res.text
-            alert.update(Text(f"failed: {error_summary(rec.error)}  ({hint}; full error below)", style="bold red"))
-            err.update(Group(Text("\nerror:", style="bold red"), Text("\n".join(lines), style="red")))
-        elif st == "diverged":
-            alert.update(Text(divergence_text(rec.divergence) if rec.divergence else "diverged", style="bold magenta"))
-            err.update("")
-        elif st == "interrupted":
-            res = resume_of(rec)
-            alert.update(Text(f"interrupted at step {rec.progress[0]}: " + (f"r {res.text}" if res.possible else res.text),
-                              style="bold yellow"))
-            err.update("")
-        else:
-            alert.update("")
-            err.update("")
+        if self._resuming is not None and (rec.live_status == "running" or Path(rec.run_dir) != self._resuming):
+            self._resuming = None  # its process is writing again
+        alert, err = (self._resuming_text(rec.run_id), "") if self._resuming is not None else status_alert(rec)
+        self.query_one("#live-alert", Static).update(alert)
+        self.query_one("#live-error", Static).update(err)
 
     def _plot_pending(self) -> None:
         self._plot_timer = None
@@ -330,15 +332,25 @@ class LiveScreen(Screen[None]):
                                            "It writes a checkpoint and can be resumed later."), stop)
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        """`a` is shown (and works) only for a run with analysis panels; the other keys always show."""
+        """A key is shown (and works) only where it applies: `a` for a run with analysis panels, Stop
+        for a running run, Resume for one that can resume, Figures for any shown run."""
         if action == "next_panel":
             return self._has_panels
+        if action == "stop":
+            return self._can[0]
+        if action == "resume":
+            return self._can[1]
+        if action == "export":
+            return self.rec is not None
         return True
 
     def _refresh_keys(self) -> None:
         has = self.rec is not None and len(self._panels().panels()) > 1
-        if has != self._has_panels:
-            self._has_panels = has
+        rec = self.rec
+        can = (rec is not None and rec.live_status == "running",
+               rec is not None and self._resuming is None and rec.live_status != "running" and resume_of(rec).possible)
+        if has != self._has_panels or can != self._can:
+            self._has_panels, self._can = has, can
             self.refresh_bindings()
 
     def action_next_panel(self) -> None:
@@ -348,8 +360,12 @@ class LiveScreen(Screen[None]):
         if self.rec is None:
             self.notify("no run shown")
             return
-        self.notify(f"drawing the figures of {self.rec.run_id}…")
-        self._export(self.rec.run_dir)
+        self.export_run(self.rec.run_dir)
+
+    def export_run(self, run_dir: Path) -> None:
+        """Write every figure of `run_dir` to its figures/ folder (in a worker; a toast says where)."""
+        self.notify(f"drawing the figures of {Path(run_dir).name}…")
+        self._export(Path(run_dir))
 
     @work(thread=True, exclusive=True, group="export")
     def _export(self, run_dir: Path) -> None:

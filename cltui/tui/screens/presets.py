@@ -23,10 +23,12 @@ from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import Button, Footer, Input, Label, Static, Tree
 
+from cltui.tui.advice import tui_advice
 from cltui.tui.widgets import NavBar
 from cltui.views import fmt
 from engine.errors import CltuiError
 from engine.presentation import phase_length_label
+from engine.provenance import source_words, strip_internal
 
 if TYPE_CHECKING:
     from engine.config import RunConfig
@@ -47,7 +49,7 @@ def options_grid(cfg: RunConfig) -> Table:
     grid.add_column(no_wrap=True)
     grid.add_column(style="dim", ratio=1)
     for doc in option_docs(cfg):
-        grid.add_row(doc.key, doc.value_text, doc.help)
+        grid.add_row(doc.key, doc.value_text, strip_internal(doc.help))
     return grid
 
 
@@ -89,7 +91,7 @@ class PresetsScreen(Screen[None]):
         Binding("slash", "filter", "Filter"),
         Binding("l", "launch", "Launch"),
         Binding("o", "focus_overrides", "Overrides"),
-        Binding("escape", "leave_input", "Back", show=False),
+        Binding("escape", "leave_input", "Back to list"),
     ]
 
     @dataclass
@@ -104,6 +106,7 @@ class PresetsScreen(Screen[None]):
         self._infos: list[PresetInfo] = []
         self._current: str | None = None
         self._cfg: RunConfig | None = None
+        self._no_match = False  # the header says "no preset matches": redraw it once presets show again
 
     def compose(self) -> ComposeResult:
         yield NavBar(self.MODE)
@@ -125,6 +128,28 @@ class PresetsScreen(Screen[None]):
                     yield Button("Launch", id="launch", variant="primary", compact=True)
                 yield Static("", id="override-status")
         yield Footer()
+
+    def on_screen_resume(self) -> None:
+        # Coming back (1 from another screen) lands on the list, never in a text box: a box would
+        # swallow the next screen digit ("1 2 1 2" typed 2 into the seeds box) or Enter would launch.
+        if isinstance(self.focused, Input):
+            self.query_one("#preset-tree", Tree).focus()
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        """Footer hints follow focus: letter keys type into a text box, so hide them there; Escape
+        (back to the list) is shown only in a box."""
+        in_box = isinstance(self.focused, Input)
+        if action in ("filter", "launch", "focus_overrides"):
+            return not in_box
+        if action == "leave_input":
+            return in_box
+        return True
+
+    def on_descendant_focus(self) -> None:
+        self.refresh_bindings()
+
+    def on_descendant_blur(self) -> None:
+        self.refresh_bindings()
 
     def on_mount(self) -> None:
         # After the first frame: the worker's imports (engine.config, pygments) would otherwise
@@ -176,8 +201,11 @@ class PresetsScreen(Screen[None]):
                     first = first or leaf
         if not shown:
             self.query_one("#preset-head", Static).update(Text(f"no preset matches {query!r}", style="yellow"))
+            self._no_match = True
         elif first is not None and (self._current is None or not any(i.name == self._current for i in shown)):
             self._select(first.data)
+        elif self._no_match and self._current is not None:
+            self._select(self._current)  # the header still says "no preset matches": show the preset again
         # Put the cursor on the selected preset once the new nodes are laid out.
         self.call_after_refresh(self._cursor_to_current)
 
@@ -212,6 +240,7 @@ class PresetsScreen(Screen[None]):
         from engine.presets import load_preset
 
         self._current = name
+        self._no_match = False
         info = next(i for i in self._infos if i.name == name)
         head = Text()
         head.append(name, style="bold")
@@ -227,9 +256,11 @@ class PresetsScreen(Screen[None]):
             head.append(f"during {fmt(ref.during)} · final {fmt(ref.final)}"
                         + ("" if ref.final_meaningful else " (final not meaningful)") + "\n")
             if ref.source:
-                head.append(f"source     {ref.source}\n", style="dim")
+                words = source_words(ref.source, ref.notes, ref.during is not None or ref.final is not None)
+                head.append("source     ", style="dim")
+                head.append(words.label + "\n", style="dim" if words.verified else "yellow")
             if ref.notes:
-                head.append(f"notes      {ref.notes}\n", style="dim")
+                head.append(f"notes      {strip_internal(ref.notes)}\n", style="dim")
         except CltuiError as e:
             head.append(str(e) + "\n", style="red")
         head.append(f"file       {_short_path(info.path)}", style="dim")
@@ -263,8 +294,7 @@ class PresetsScreen(Screen[None]):
         try:
             runs = plan(self._current, parse_overrides(self.query_one("#overrides", Input).value), self._seeds())
         except CltuiError as e:
-            # The engine's one line; its "--set" (the CLI's flag) reads "override" here.
-            msg = str(e).replace("--set ", "override ", 1).replace("--set:", "override:", 1)
+            msg = tui_advice(str(e))  # the engine's one line, its CLI flags in the TUI's words
             status.update(Text("✗ " + msg, style="bold red"))
             button.disabled = True
             return

@@ -20,7 +20,7 @@ from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Input, Static
 
-from cltui.tui.records import SORT_KEYS, matches, sort_records
+from cltui.tui.records import SORT_KEYS, group_overrides, matches, sort_records
 from cltui.tui.screens.confirm import ConfirmScreen
 from cltui.tui.widgets import NavBar, RowsTable
 from cltui.views import status_style
@@ -36,12 +36,12 @@ from engine.presentation import (
 from engine.runlock import still_running
 from engine.store import RunRecord
 
-# What matters most comes first (the id repeats preset and seed, so it goes last): at 80 columns
-# status, preset, seed, progress and the metrics fit; the rest scrolls sideways.
-RUN_COLUMNS = (("mark", " "), ("status", "status"), ("preset", "preset"), ("seed", "seed"), ("steps", "steps"),
-               ("during", "during"), ("final", "final"), ("bwt", "BWT"), ("method", "method"),
-               ("benchmark", "benchmark"), ("started", "started"), ("group", "group"), ("run", "run"))
-GROUP_COLUMNS = ("group", "runs", "status", "during", "final", "BWT", "forgetting", "method", "benchmark")
+# The id first and whole (it is what every command takes, and it names preset and seed): at 80
+# columns id, status, progress and the metrics fit; the rest scrolls sideways.
+RUN_COLUMNS = (("mark", " "), ("run", "run"), ("status", "status"), ("steps", "steps"), ("during", "during"),
+               ("final", "final"), ("bwt", "BWT"), ("seed", "seed"), ("preset", "preset"), ("method", "method"),
+               ("benchmark", "benchmark"), ("started", "started"), ("group", "group"))
+GROUP_COLUMNS = ("group", "overrides", "n", "status", "during", "final", "BWT", "forgetting", "method", "benchmark")
 _SORT_OF_COLUMN = {"run": "created", "started": "created", "status": "status", "benchmark": "benchmark", "method": "method",
                    "seed": "seed", "during": "during", "final": "final", "bwt": "bwt"}
 
@@ -57,17 +57,21 @@ class RunsScreen(Screen[None]):
             "`/` filters by words (id, status, preset, benchmark, method, s<seed>, group); `s` cycles "
             "the sort order, `S` reverses it, or click a column header. Enter opens a run live; space "
             "marks runs and `c` compares the marked ones (enter on a seed group compares its runs). "
-            "`r` resumes an interrupted or failed run; `d` deletes a run after asking.")
+            "`u` clears the marks. `r` resumes an interrupted or failed run; `x` stops a running one (or every "
+            "running run of the focused seed group); `d` deletes a run after asking. Home/g and End/G jump to the "
+            "first and last row; Tab moves between the runs and groups tables, and keys act on the focused one.")
     BINDINGS = [
         Binding("enter", "open", "Open", show=True),
         Binding("space", "mark", "Mark"),
-        Binding("c", "compare", "Compare marked"),
+        Binding("u", "clear_marks", "Clear marks"),
+        Binding("c", "compare", "Compare"),
         Binding("r", "resume", "Resume"),
+        Binding("x", "stop", "Stop"),
         Binding("d", "delete", "Delete"),
         Binding("s", "sort", "Sort"),
         Binding("S", "reverse", "Reverse", show=False),
         Binding("slash", "filter", "Filter"),
-        Binding("escape", "leave_filter", "Back", show=False),
+        Binding("escape", "leave_filter", "Back to list"),
     ]
 
     @dataclass
@@ -99,12 +103,66 @@ class RunsScreen(Screen[None]):
             yield table
             yield Static("", id="groups-title")
             groups = RowsTable(id="groups-table", cursor_type="row")
-            groups.add_columns(*GROUP_COLUMNS)
+            for col in GROUP_COLUMNS:
+                groups.add_column(col, key=col)
             yield groups
+            yield Static("", id="runs-failed")
             yield Static("", id="runs-hint")
         yield Footer()
 
+    # -- keys follow focus ----------------------------------------------------------------------
+    def _groups_focused(self) -> bool:
+        return self.focused is not None and self.focused.id == "groups-table"
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        """Footer hints match the focused widget: run actions on the runs table only (the groups
+        table opens a comparison and stops its runs); nothing but Back while typing a filter."""
+        if isinstance(self.focused, Input):
+            return action == "leave_filter"
+        if action == "leave_filter":
+            return False
+        if action in ("mark", "resume", "delete", "open") and self._groups_focused():
+            return False
+        if action == "clear_marks":
+            return bool(self.marked)
+        if action == "stop":
+            rec = self.current_record() if not self._groups_focused() else None
+            if rec is not None:
+                return rec.live_status == "running"
+            g = self._current_group()
+            return g is not None and any(r.live_status == "running" for r in self._group_records(g))
+        if action == "resume" and not self._groups_focused():
+            rec = self.current_record()
+            return rec is not None and resume_of(rec).possible
+        return True
+
+    def on_screen_resume(self) -> None:
+        # Coming back lands on the runs list, never in the filter box (it would swallow screen digits).
+        if isinstance(self.focused, Input):
+            self.query_one("#runs-table", DataTable).focus()
+
+    def on_descendant_focus(self) -> None:
+        self.refresh_bindings()
+
+    def on_descendant_blur(self) -> None:
+        self.refresh_bindings()
+
+    @on(DataTable.RowHighlighted)
+    def _highlighted(self) -> None:
+        self.refresh_bindings()  # Stop/Resume depend on the row under the cursor
+
+    def show_failures(self, failures: list[tuple[str, str, str]]) -> None:
+        """Launches that failed before a run file existed, newest first (kept until the TUI quits)."""
+        box = self.query_one("#runs-failed", Static)
+        box.display = bool(failures)
+        out = Text()
+        for k, (when, what, error) in enumerate(failures[:2]):
+            out.append(("\n" if k else "") + f"✗ {when} could not start {what}: ", style="bold red")
+            out.append(error, style="red")
+        box.update(out)
+
     def on_mount(self) -> None:
+        self.show_failures(getattr(self.app, "launch_failures", []))
         self.show_records(getattr(self.app, "latest_records", []))
         self.query_one("#runs-table", DataTable).focus()
 
@@ -119,10 +177,9 @@ class RunsScreen(Screen[None]):
         m = metrics_of(r)
         st = r.live_status
         started = r.created[5:16].replace("T", " ")  # 2025-01-31T12:00:00 → 01-31 12:00
-        return (r.run_id, "●" if r.run_id in self.marked else " ", Text(st, style=status_style(st)), r.preset,
-                str(r.seed), f"{r.progress[0]}/{r.progress[1]}", fmt(m.get("during", math.nan)),
-                fmt(m.get("final", math.nan)), fmt(m.get("bwt", math.nan)), r.method, r.benchmark, started,
-                r.group or "", r.run_id)
+        return (r.run_id, "●" if r.run_id in self.marked else " ", r.run_id, Text(st, style=status_style(st)),
+                f"{r.progress[0]}/{r.progress[1]}", fmt(m.get("during", math.nan)), fmt(m.get("final", math.nan)),
+                fmt(m.get("bwt", math.nan)), str(r.seed), r.preset, r.method, r.benchmark, started, r.group or "")
 
     def _redraw(self) -> None:
         query = self.query_one("#runs-filter", Input).value
@@ -138,9 +195,10 @@ class RunsScreen(Screen[None]):
             if current is not None and current in {r.run_id for r in shown}:
                 table.move_cursor(row=table.get_row_index(current), animate=False)
         self._shown = shown
+        self.refresh_bindings()
 
         self._groups = group_stats(shown)
-        grows = [(g.group, str(len(g.runs)), g.status_text,
+        grows = [(g.group, group_overrides(self._group_records(g)), str(len(g.runs)), g.status_text,
                   *(metric_cell(g.mean[k], g.std[k]) for k in ("during", "final", "bwt", "forgetting")),
                   g.method, g.benchmark) for g in self._groups]
         gtable = self.query_one("#groups-table", DataTable)
@@ -153,7 +211,7 @@ class RunsScreen(Screen[None]):
         gtable.display = has_groups
         title = self.query_one("#groups-title", Static)
         title.display = has_groups
-        title.update(Text(f"seed groups: metrics as mean ± {STD_LABEL} over the group's runs", style="bold"))
+        title.update(Text(f"seed groups: mean ± {STD_LABEL} over the group's n runs", style="bold"))
 
         n_running = sum(r.live_status == "running" for r in self.records)
         # Metrics sort best first unless reversed; the other keys ascend unless reversed.
@@ -174,6 +232,20 @@ class RunsScreen(Screen[None]):
             return str(table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value)
         except Exception:  # cursor outside the rows while the table is rebuilt
             return None
+
+    def select_run(self, run_id: str) -> bool:
+        """Put the cursor on `run_id` in the runs table (clearing a filter that hides it) and focus it."""
+        if run_id not in {r.run_id for r in self._shown}:
+            self.query_one("#runs-filter", Input).value = ""
+            self._redraw()
+        table = self.query_one("#runs-table", DataTable)
+        table.focus()
+        try:
+            table.move_cursor(row=table.get_row_index(run_id), animate=False)
+        except Exception:  # not (yet) in the table: the run was deleted or not polled yet
+            self.notify(f"run {run_id} is not in the list")
+            return False
+        return True
 
     def current_record(self) -> RunRecord | None:
         rid = self.current_run_id()
@@ -235,7 +307,49 @@ class RunsScreen(Screen[None]):
         if rec is not None:
             self.app.open_run(rec.run_dir)  # type: ignore[attr-defined]
 
+    def _current_group(self) -> GroupStats | None:
+        gtable = self.query_one("#groups-table", DataTable)
+        if gtable.row_count == 0:
+            return None
+        try:
+            key = gtable.coordinate_to_cell_key(gtable.cursor_coordinate).row_key.value
+        except Exception:  # cursor outside the rows while the table is rebuilt
+            return None
+        return next((g for g in self._groups if g.group == key), None)
+
+    def _group_records(self, g: GroupStats) -> list[RunRecord]:
+        ids = set(g.runs)
+        return [r for r in self.records if r.run_id in ids]
+
+    def action_clear_marks(self) -> None:
+        self.marked.clear()
+        self._redraw()
+
+    def action_stop(self) -> None:
+        """Ask the run under the cursor (or every running run of the focused group) to checkpoint and stop."""
+        if self._groups_focused():
+            g = self._current_group()
+            recs = [r for r in self._group_records(g) if r.live_status == "running"] if g else []
+        else:
+            rec = self.current_record()
+            recs = [rec] if rec is not None and rec.live_status == "running" else []
+        if not recs:
+            self.notify("nothing running here to stop")
+            return
+
+        def answer(yes: bool | None) -> None:
+            if yes:
+                for rec in recs:
+                    self.app.stop_run(rec)  # type: ignore[attr-defined]
+                self.notify(f"asked {len(recs)} run(s) to checkpoint and stop")
+
+        names = ", ".join(r.run_id for r in recs[:4]) + (" …" if len(recs) > 4 else "")
+        self.app.push_screen(ConfirmScreen(f"Stop {len(recs)} run(s)?", f"{names}\nEach checkpoints and stops; "
+                                           "r resumes it later.", yes="Stop"), answer)
+
     def action_mark(self) -> None:
+        if self._groups_focused():
+            return  # marks are for runs (the footer does not offer it here)
         rid = self.current_run_id()
         if rid is None:
             return
@@ -253,6 +367,8 @@ class RunsScreen(Screen[None]):
         self.app.compare_runs([r.run_dir for r in marked])  # type: ignore[attr-defined]
 
     def action_resume(self) -> None:
+        if self._groups_focused():
+            return
         rec = self.current_record()
         if rec is None:
             return
@@ -263,11 +379,13 @@ class RunsScreen(Screen[None]):
         self.app.resume_run(rec.run_dir)  # type: ignore[attr-defined]
 
     def action_delete(self) -> None:
+        if self._groups_focused():
+            return  # deleting a whole group from a key meant for one run is not offered
         rec = self.current_record()
         if rec is None:
             return
         if rec.live_status == "running":
-            self.notify(f"{still_running(rec.run_dir)}; stop it first (x on the Live screen)",
+            self.notify(f"{still_running(rec.run_dir)}; stop it first (x)",
                         severity="warning")
             return
 
