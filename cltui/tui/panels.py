@@ -19,15 +19,14 @@ from rich.console import Group, RenderableType
 from rich.style import Style
 from rich.table import Table
 from rich.text import Text
-from textual.app import ComposeResult, RenderResult
+from textual.app import ComposeResult
 from textual.containers import Vertical, VerticalScroll
 from textual.timer import Timer
 from textual.widgets import Static
-from textual_plotext import PlotextPlot
 
 from cltui.figures import data as fd
 from cltui.figures.data import Heat, Lines, NoFigureData
-from cltui.tui.plot import thin
+from cltui.tui.plot import CachedPlot, thin
 from cltui.tui.widgets import heat_color
 from engine.presentation import fmt
 from engine.store import RunRecord
@@ -106,15 +105,13 @@ def panel_table(rec: RunRecord, panel: str) -> RenderableType:
 
 
 # -- plots -------------------------------------------------------------------------------------
-class AnalysisPlot(PlotextPlot):
+class AnalysisPlot(CachedPlot):
     """One plotted analysis panel of a run; rebuilt only when its data version or size changes."""
 
     def __init__(self, *, id: str | None = None) -> None:  # noqa: A002
         super().__init__(id=id)
         self._rec: RunRecord | None = None
         self._panel = ""
-        self._version = 0
-        self._cache: tuple[Any, RenderResult] | None = None
 
     def show(self, rec: RunRecord | None, panel: str) -> None:
         self._rec, self._panel = rec, panel
@@ -176,17 +173,6 @@ class AnalysisPlot(PlotextPlot):
                 plt.title(f"best test accuracy (%) within each stage · last {fmt(float(best[-1]))}")
         except NoFigureData as e:
             plt.title(str(e))
-
-    def _register_theme(self, app_theme_name: str) -> None:
-        self._cache = None  # as CurvesPlot: a plot cached before the theme is registered keeps plotext's colours
-        super()._register_theme(app_theme_name)
-
-    def render(self) -> RenderResult:
-        key = (self._version, self.size, self.app.theme)
-        if self._cache is None or self._cache[0] != key:
-            self._draw()
-            self._cache = (key, super().render())
-        return self._cache[1]
 
 
 # -- the panel area of the Live screen ----------------------------------------------------------

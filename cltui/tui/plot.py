@@ -74,7 +74,34 @@ def y_range(values: list[np.ndarray]) -> tuple[float, float]:
     return float(lo), float(hi)
 
 
-class CurvesPlot(PlotextPlot):
+class CachedPlot(PlotextPlot):
+    """A plotext plot built by `_draw()` and cached by (data version, size, theme): re-renders for
+    other reasons (a layout pass, a neighbour's update) cost nothing. Subclasses bump `_version`
+    when their data changes."""
+
+    def __init__(self, *, id: str | None = None) -> None:  # noqa: A002
+        super().__init__(id=id)
+        self._version = 0
+        self._cache: tuple[Any, RenderResult] | None = None
+
+    def _draw(self) -> None:
+        raise NotImplementedError
+
+    def _register_theme(self, app_theme_name: str) -> None:
+        # textual-plotext registers the app's colours on mount and on theme changes, then
+        # refreshes; a plot cached before that would keep plotext's default colours.
+        self._cache = None
+        super()._register_theme(app_theme_name)
+
+    def render(self) -> RenderResult:
+        key = (self._version, self.size, self.app.theme)
+        if self._cache is None or self._cache[0] != key:
+            self._draw()
+            self._cache = (key, super().render())
+        return self._cache[1]
+
+
+class CurvesPlot(CachedPlot):
     """Forgetting curves: accuracy of every seen task vs step, task boundaries as vertical lines.
     In comparison mode, one line per run: the mean accuracy over the tasks it has seen so far.
 
@@ -88,8 +115,6 @@ class CurvesPlot(PlotextPlot):
         super().__init__(id=id)
         self._runs: list[RunRecord] = []
         self._compare = False
-        self._version = 0
-        self._cache: tuple[Any, RenderResult] | None = None
 
     def show(self, rec: RunRecord | None) -> None:
         self._runs, self._compare = ([rec] if rec is not None else []), False
@@ -145,16 +170,3 @@ class CurvesPlot(PlotextPlot):
         lo, hi = y_range(values)
         self.plt.ylim(lo, hi)
         self.plt.yticks([round(lo + (hi - lo) * f, 1) for f in (0, 0.25, 0.5, 0.75, 1)])
-
-    def _register_theme(self, app_theme_name: str) -> None:
-        # textual-plotext registers the app's colours on mount and on theme changes, then
-        # refreshes; a plot cached before that would keep plotext's default colours.
-        self._cache = None
-        super()._register_theme(app_theme_name)
-
-    def render(self) -> RenderResult:
-        key = (self._version, self.size, self.app.theme)
-        if self._cache is None or self._cache[0] != key:
-            self._draw()
-            self._cache = (key, super().render())
-        return self._cache[1]

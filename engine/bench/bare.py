@@ -22,20 +22,7 @@ from torch import Tensor
 
 from engine.bench import BARE_METHODS
 from engine.config import RunConfig
-
-
-def _optimizer(cfg: RunConfig, params: list[Tensor]) -> torch.optim.Optimizer:
-    tr = cfg.training
-    if tr.optimizer == "adam":
-        return torch.optim.Adam(params, lr=tr.lr, betas=(tr.adam_beta1, tr.adam_beta2), eps=tr.eps,
-                                weight_decay=tr.weight_decay)
-    if tr.optimizer == "adamw":
-        return torch.optim.AdamW(params, lr=tr.lr, betas=(tr.adam_beta1, tr.adam_beta2), eps=tr.eps,
-                                 weight_decay=tr.weight_decay)
-    if tr.optimizer == "sgd":
-        return torch.optim.SGD(params, lr=tr.lr, momentum=tr.momentum, weight_decay=tr.weight_decay)
-    return torch.optim.RMSprop(params, lr=tr.lr, alpha=tr.rmsprop_alpha, eps=tr.eps, momentum=tr.momentum,
-                               weight_decay=tr.weight_decay)
+from engine.optim import make_optimizer
 
 
 def bare_run(cfg: RunConfig, bench: Any, model: torch.nn.Module, device: torch.device) -> dict[str, Any]:
@@ -54,7 +41,7 @@ def bare_run(cfg: RunConfig, bench: Any, model: torch.nn.Module, device: torch.d
     cpu0, wall0 = time.process_time(), time.perf_counter()
     eval_cpu = 0.0
     for t, task in enumerate(bench.tasks):
-        opt = _optimizer(cfg, params)
+        opt = make_optimizer(params, cfg.training)  # torch's optimizer as the run builds it
         n = task.size("train")
         perm, cursor = torch.randperm(n, generator=gen), 0
         for step in range(tr.steps_per_task):

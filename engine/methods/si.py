@@ -28,7 +28,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from engine.methods.base import Method, MethodContext
+from engine.methods.base import Method, MethodContext, weighted_sq_distance
 from engine.registry import METHODS
 from engine.schema import opt
 from engine.series import SeriesSpec
@@ -191,14 +191,7 @@ class Si(Method):
         base, info = super().penalty(phase, tasks)
         if self.big_omega is None or self.theta_prev is None:
             return base, info
-        names, params = zip(*self.model.named_parameters())
-        # Vectorised like EWC's penalty; the per-parameter sums are added in order (bit-identical).
-        diffs = torch._foreach_sub(list(params), [self.theta_prev[n] for n in names])
-        weighted = torch._foreach_mul(torch._foreach_mul(diffs, diffs), [self.big_omega[n] for n in names])
-        sums = [w.sum() for w in weighted]
-        total = sums[0]
-        for s in sums[1:]:
-            total = total + s
+        total = weighted_sq_distance(self.model, self.theta_prev, self.big_omega)
         si = self.opts.si_lambda * total
         return (si if base is None else base + si), {**info, "si_penalty": si.detach()}
 
