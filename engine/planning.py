@@ -157,9 +157,15 @@ def plan(preset: str, overrides: Sequence[str] = (), seeds: int | Sequence[int] 
     stamp = stamp or time.strftime("%Y%m%d-%H%M%S")
     user = tuple(o for o in overrides if _key(o) != "seed")
     out: list[PlannedRun] = []
+    groups: set[str] = set()
     for point in points:
         cfg = load_preset(preset, [*overrides, *point], seed, device) if point else base_cfg
-        group = group_id(cfg.name, len(seed_list), stamp) if len(seed_list) > 1 else ""
+        group = ""
+        while len(seed_list) > 1 and group in groups | {""}:
+            # Each grid point its own group: 4 random hex digits can repeat within one plan
+            # (6 points collide about once in 4,400 plans), so draw again until they differ.
+            group = group_id(cfg.name, len(seed_list), stamp)
+        groups.add(group)
         for s in seed_list:
             out.append(PlannedRun(replace(cfg, seed=s), group, (*user, *point)))
     return out

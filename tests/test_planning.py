@@ -73,3 +73,12 @@ def test_grid_parsing_keeps_brackets_and_quotes_together() -> None:
 def test_bad_plans_fail_with_one_line_before_anything_starts(call, text: str) -> None:
     with pytest.raises(ConfigError, match=re.escape(text)):
         call()
+
+
+def test_grid_points_never_share_a_group_even_when_the_random_part_repeats(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    import engine.planning as planning
+
+    tokens = iter(["aaaa", "aaaa", "bbbb", "aaaa", "cccc"])  # the 2nd draw repeats the 1st
+    monkeypatch.setattr(planning.secrets, "token_hex", lambda n: next(tokens))
+    runs = plan("demo", [], 2, {"training.lr": [0.1, 0.01, 0.001]})
+    assert [r.group[-4:] for r in runs] == ["aaaa", "aaaa", "bbbb", "bbbb", "cccc", "cccc"]
