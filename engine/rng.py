@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import random
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
@@ -43,6 +45,18 @@ def stream_seed(seed: int, name: str) -> int:
     """
     digest = hashlib.blake2b(f"{seed}/{name}".encode(), digest_size=8).digest()
     return int.from_bytes(digest, "little") & (2**63 - 1)
+
+
+@contextmanager
+def global_rng_from_stream(seed: int, name: str, device: torch.device) -> Iterator[None]:
+    """Inside the block, torch's global RNG (CPU and `device`) is seeded from the named stream; outside,
+    it is exactly as before. For re-initialisations that go through torch's init functions (which
+    draw from the global RNG): their draws depend only on (run seed, name), never on what else used
+    the global RNG, so a resumed run draws the same, and nothing else's numbers shift."""
+    devices = [device.index or 0] if device.type == "cuda" else []
+    with torch.random.fork_rng(devices=devices):
+        torch.manual_seed(stream_seed(seed, name))
+        yield
 
 
 def stream_generator(seed: int, name: str) -> torch.Generator:

@@ -104,3 +104,23 @@ def test_the_batch_order_moves_only_with_its_own_sampler_stream(monkeypatch: pyt
     plain = _run(cfg, None, monkeypatch)
     assert _same(plain, _run(cfg, _draw("mix"), monkeypatch))  # mixing is multitask's stream
     assert not _same(plain, _run(cfg, _draw("sampler/1"), monkeypatch))
+
+
+def test_global_rng_from_stream_draws_by_name_and_leaves_the_global_rng_alone() -> None:
+    """head_reset / retrained re-initialise through torch's init functions inside this block: their
+    draws must depend only on (seed, name), and the global RNG must come out untouched."""
+    import torch
+
+    from engine.rng import global_rng_from_stream
+
+    cpu = torch.device("cpu")
+    draws = []
+    for global_seed in (1, 2):
+        torch.manual_seed(global_seed)
+        before = torch.random.get_rng_state()
+        with global_rng_from_stream(7, "head_reset/1", cpu):
+            draws.append(torch.randn(5))
+        assert torch.equal(torch.random.get_rng_state(), before)
+    assert torch.equal(draws[0], draws[1])
+    with global_rng_from_stream(7, "head_reset/2", cpu):
+        assert not torch.equal(torch.randn(5), draws[0])

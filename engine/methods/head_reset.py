@@ -1,8 +1,8 @@
 """Head resetting (loss-of-plasticity reference, spec §10.1): re-initialise the read-out at every new stage.
 
 Before each phase after the first, the model's read-out Linear (`model.readout`) gets the
-reference's init: Kaiming-normal weights with linear gain, zero bias, drawn from the global torch
-RNG (which the checkpoint saves), like every model init. Everything else keeps training.
+reference's init: Kaiming-normal weights with linear gain, zero bias, drawn from the run's stream
+"head_reset/<phase>" (so a resumed run draws the same). Everything else keeps training.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from torch import nn
 
 from engine.methods.base import Method
 from engine.registry import METHODS
+from engine.rng import global_rng_from_stream
 
 
 @dataclass(frozen=True)
@@ -34,4 +35,5 @@ def reset_head(model: nn.Module, readout: str) -> None:
 class HeadReset(Method):
     def before_phase(self, phase: int, tasks: list[int]) -> None:
         if phase > 0:
-            reset_head(self.model, self.model.readout)
+            with global_rng_from_stream(self.ctx.seed, f"head_reset/{phase}", self.ctx.device):
+                reset_head(self.model, self.model.readout)

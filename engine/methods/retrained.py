@@ -1,7 +1,8 @@
 """Retrained network (loss-of-plasticity reference, spec §10.1): a fresh network at every stage.
 
 The baseline of "relative accuracy": before each phase after the first, the whole model is
-re-initialised (`model.reset_parameters()`, global torch RNG) and, since a fresh network trained
+re-initialised (`model.reset_parameters()`, drawing from the run's stream "retrained/<phase>", so
+a resumed run draws the same) and, since a fresh network trained
 from scratch has no past, the optimizer's state (SGD momentum) is cleared too. Unlike `scratch`
 (which keeps the optimizer's state when training.reset_optimizer is false), nothing of the
 previous stage survives. The reference re-creates its optimizer here as far as the spec records;
@@ -14,6 +15,7 @@ from dataclasses import dataclass
 
 from engine.methods.base import Method
 from engine.registry import METHODS
+from engine.rng import global_rng_from_stream
 from engine.schema import opt
 
 
@@ -29,6 +31,7 @@ class Retrained(Method):
     def before_phase(self, phase: int, tasks: list[int]) -> None:
         if phase == 0:
             return
-        self.model.reset_parameters()
+        with global_rng_from_stream(self.ctx.seed, f"retrained/{phase}", self.ctx.device):
+            self.model.reset_parameters()
         if self.opts.clear_optimizer and self.optimizer is not None:
             self.optimizer.state.clear()  # momentum buffers are re-created lazily at the next step
