@@ -175,7 +175,8 @@ def test_a_signal_stops_every_parallel_run_and_starts_no_more(tmp_path: Path) ->
 
 
 def test_watch_only_detaches(tmp_path: Path) -> None:
-    run = start(tmp_path, "--set", "training.steps_per_task=5000")
+    # Long enough that the run cannot finish before the watcher detaches (5000 steps/task once did, in CI).
+    run = start(tmp_path, "--set", "training.steps_per_task=200000")
     try:
         (run_dir,) = wait_until_training(tmp_path, run, step=20)
         watch = cltui("watch", run_dir.name, "--runs-dir", str(tmp_path))
