@@ -83,7 +83,7 @@ def build_trainer(cfg: RunConfig, data_dir: Path, emit: Callable[[Any], None], r
 
 
 @contextmanager
-def _stop_on_signals(trainer: Trainer) -> Iterator[None]:
+def stop_on_signals(trainers: Sequence[Trainer]) -> Iterator[None]:
     """Ctrl-C / SIGTERM ask the loop to checkpoint and stop at the next step; a second Ctrl-C aborts.
 
     Only a second SIGINT aborts: under `cltui run` a terminal's Ctrl-C reaches this process and
@@ -99,7 +99,8 @@ def _stop_on_signals(trainer: Trainer) -> Iterator[None]:
             sigints += 1
             if sigints > 1:
                 raise KeyboardInterrupt
-        trainer.stop_requested = True
+        for trainer in trainers:
+            trainer.stop_requested = True
 
     old = {s: signal.signal(s, ask_stop) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
@@ -121,25 +122,31 @@ def _fanout(sinks: Iterable[Callable[[Any], None]]) -> Callable[[Any], None]:
 
 def _execute(trainer: Trainer, writer: RunWriter, emit: Callable[[Any], None], stop_at_step: int | None) -> RunResult:
     run_dir = writer.path.parent
-    kind = ""
+    kind = error = ""
     try:
-        with _stop_on_signals(trainer):
+        with stop_on_signals([trainer]):
             status = trainer.run(stop_at_step=stop_at_step)
-        error = ""
-    except StorageError as e:  # disk full, read-only: stop; the record and the last checkpoint are intact
-        error, kind, status = storage_stop_line(e, run_dir.name), "StorageError", "interrupted"
-        writer.stopped_by(StorageError(error, e.errno))
-    except Exception as e:  # recorded in the run; the caller shows one line
-        error = f"{type(e).__name__}: {e}"
-        try:
-            emit(ev.RunFailed(error + "\n" + traceback.format_exc()))
-        except StorageError:
-            pass  # the failure cannot be recorded either; the caller still gets it
-        status = "failed"
+    except Exception as e:
+        status, error, kind = record_failure(e, writer, emit)
     finally:
         writer.set_elapsed(trainer.elapsed)
         writer.close()
     return RunResult(run_dir.name, run_dir, status, trainer.metrics(), trainer.acc.copy(), error, kind)
+
+
+def record_failure(e: Exception, writer: RunWriter, emit: Callable[[Any], None]) -> tuple[str, str, str]:
+    """(status, error line, kind) of a run stopped by `e`, recorded in the run where it can be. Call
+    it from the `except` block (it records the traceback being handled)."""
+    if isinstance(e, StorageError):  # disk full, read-only: stop; the record and the last checkpoint are intact
+        error = storage_stop_line(e, writer.path.parent.name)
+        writer.stopped_by(StorageError(error, e.errno))
+        return "interrupted", error, "StorageError"
+    error = f"{type(e).__name__}: {e}"  # recorded in the run; the caller shows one line
+    try:
+        emit(ev.RunFailed(error + "\n" + traceback.format_exc()))
+    except StorageError:
+        pass  # the failure cannot be recorded either; the caller still gets it
+    return "failed", error, ""
 
 
 def storage_stop_line(e: StorageError, run_id: str) -> str:
@@ -157,37 +164,75 @@ def _checkpoint_extras(holder: dict[str, RunWriter]) -> Callable[[], dict[str, A
     return extras
 
 
+@dataclass
+class Prepared:
+    """A new run built but not yet recorded: its claimed directory and everything `open_record` needs."""
+
+    cfg: RunConfig
+    run_id: str
+    run_dir: Path
+    trainer: Trainer
+    device: torch.device
+    emit: Callable[[Any], None]
+    holder: dict[str, RunWriter]
+    overrides: Sequence[str]
+
+
+def prepare_run(cfg: RunConfig, runs_dir: Path, data_dir: str | Path | None = None,
+                sinks: Iterable[Callable[[Any], None]] = (), overrides: Sequence[str] = ()) -> Prepared:
+    """Claim a run directory and build the run's trainer (nothing is recorded yet); on any failure
+    the claimed directory is removed and the error raised."""
+    store = RunStore(runs_dir)
+    resolve_device(cfg.device)  # fail on a missing GPU before touching anything
+    store.check_writable()
+    run_id, run_dir = claim_run_dir(store.root, cfg.name, cfg.seed, override_hash(overrides))
+    holder: dict[str, RunWriter] = {}
+    emit = _fanout([lambda e: holder["w"](e) if "w" in holder else None, *sinks])
+    try:
+        trainer, device = build_trainer(cfg, resolve_data_dir(data_dir), emit, run_dir,
+                                        checkpoint_extras=_checkpoint_extras(holder))
+    except BaseException:
+        shutil.rmtree(run_dir, ignore_errors=True)  # claimed but never written: leave nothing behind
+        raise
+    return Prepared(cfg, run_id, run_dir, trainer, device, emit, holder, overrides)
+
+
+def open_record(p: Prepared, group: str = "", extra_env: dict[str, Any] | None = None) -> RunWriter:
+    """Create the run's record (status running); `announce` then says it started."""
+    cfg, trainer = p.cfg, p.trainer
+    try:
+        env = {**environment(p.device), **(extra_env or {})}
+        env["overrides"] = list(p.overrides)
+        env["data_source"] = trainer.bench.source
+        env["benchmark_info"] = trainer.bench.info  # e.g. SSMNIST task seeds and class partitions
+        env["method_info"] = trainer.method.describe()
+        writer = RunWriter.create(p.run_dir, run_id=p.run_id, config=config_to_dict(cfg), environment=env,
+                                  task_names=trainer.bench.task_names, phase_tasks=trainer.phase_tasks,
+                                  phase_steps=trainer.phase_steps, series=trainer.declarations(), group=group)
+    except BaseException:
+        shutil.rmtree(p.run_dir, ignore_errors=True)
+        raise
+    p.holder["w"] = writer
+    return writer
+
+
+def announce(p: Prepared, notes: Sequence[str] = ()) -> None:
+    """RunStarted: the record exists (the engine's channel announces the run on it)."""
+    t = p.trainer
+    p.emit(ev.RunStarted(p.run_id, str(p.run_dir), config_to_dict(p.cfg), t.bench.task_names, t.phase_tasks,
+                         t.phase_steps, str(p.device), notes=tuple(notes)))
+
+
 def run(cfg: RunConfig, runs_dir: Path, data_dir: str | Path | None = None,
         sinks: Iterable[Callable[[Any], None]] = (), group: str = "", stop_at_step: int | None = None,
         overrides: Sequence[str] = ()) -> RunResult:
     """Start a new run of `cfg` under `runs_dir`; returns when it finishes, fails or is interrupted.
 
     `overrides` (engine.planning.PlannedRun.overrides) are recorded and hashed into the run id."""
-    store = RunStore(runs_dir)
-    resolve_device(cfg.device)  # fail on a missing GPU before touching anything
-    store.check_writable()
-    run_id, run_dir = claim_run_dir(store.root, cfg.name, cfg.seed, override_hash(overrides))
-    holder: dict[str, RunWriter] = {}
-    sinks = list(sinks)
-    emit = _fanout([lambda e: holder["w"](e) if "w" in holder else None, *sinks])
-    try:
-        trainer, device = build_trainer(cfg, resolve_data_dir(data_dir), emit, run_dir,
-                                        checkpoint_extras=_checkpoint_extras(holder))
-        env = environment(device)
-        env["overrides"] = list(overrides)
-        env["data_source"] = trainer.bench.source
-        env["benchmark_info"] = trainer.bench.info  # e.g. SSMNIST task seeds and class partitions
-        env["method_info"] = trainer.method.describe()
-        writer = RunWriter.create(run_dir, run_id=run_id, config=config_to_dict(cfg), environment=env,
-                                  task_names=trainer.bench.task_names, phase_tasks=trainer.phase_tasks,
-                                  phase_steps=trainer.phase_steps, series=trainer.declarations(), group=group)
-    except BaseException:
-        shutil.rmtree(run_dir, ignore_errors=True)  # claimed but never written: leave nothing behind
-        raise
-    holder["w"] = writer
-    emit(ev.RunStarted(run_id, str(run_dir), config_to_dict(cfg), trainer.bench.task_names, trainer.phase_tasks,
-                       trainer.phase_steps, str(device)))
-    return _execute(trainer, writer, emit, stop_at_step)
+    p = prepare_run(cfg, runs_dir, data_dir, sinks, overrides)
+    writer = open_record(p, group)
+    announce(p)
+    return _execute(p.trainer, writer, p.emit, stop_at_step)
 
 
 def resume(run_ref: str, runs_dir: Path, data_dir: str | Path | None = None,

@@ -15,7 +15,7 @@ and resumed bit for bit.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Generator
 from dataclasses import replace
 from functools import partial
 from pathlib import Path
@@ -55,6 +55,10 @@ from engine.rng import rng_state, set_rng_state
 from engine.schedules import make_schedule
 from engine.series import TRAINING_SERIES, SeriesError, SeriesSet, SeriesSpec
 
+
+TaskGrad = tuple[Tensor, Tensor, Tensor | None]
+"""What a step's forward and task-loss backward give the rest of the step: (task loss, correct count,
+L1 activation term or None), with the task loss's gradient in the parameters' .grad."""
 
 SEEN_ACC = SeriesSpec("seen_acc", cadence="phase", description=(
     "accuracy (%) over the test images of every task seen so far, each on its own head (class-incremental: "
@@ -280,6 +284,41 @@ class Trainer:
     def run(self, stop_at_step: int | None = None) -> str:
         """Train from the current state to the end: 'finished', 'interrupted' after a stop request,
         or 'diverged' at a non-finite loss (found at the next log step, phase end or checkpoint)."""
+        steps = self.steps(stop_at_step)
+        try:
+            groups = next(steps)
+            while True:
+                groups = steps.send(self.task_backward(groups))
+        except StopIteration as done:
+            status: str = done.value
+            return status
+
+    def task_backward(self, groups: list[tuple[int, Batch]]) -> TaskGrad:
+        """Steps 1-2a of a training step: forward each group of the batch, the task loss (summed CE /
+        batch size, + the L1 activation term), and its backward into the parameters' .grad."""
+        with self.l1.capture():  # the L1 activation penalty reads this forward's unit layers
+            task_loss, correct = self.task_loss(self.forward_groups(groups))
+        l1 = self.l1.term()  # λ·Σ mean|h|, or None when training.l1_activation = 0
+        torch.autograd.backward(task_loss if l1 is None else task_loss + l1)  # untyped .backward()
+        return task_loss, correct, l1
+
+    def task_loss(self, group_logits: list[tuple[int, Batch, Tensor]]) -> tuple[Tensor, Tensor]:
+        """(summed cross-entropy / batch size, correct count) of a step's groups and their head logits."""
+        task_loss: Tensor | None = None  # sums start from the first group's (0 + x = x, bit for bit)
+        correct: Tensor | None = None
+        for _, b, logits in group_logits:
+            ce = F.cross_entropy(logits, b.y, reduction="sum")
+            hits = (logits.detach().argmax(1) == b.y).sum()
+            task_loss = ce if task_loss is None else task_loss + ce
+            correct = hits if correct is None else correct + hits
+        assert task_loss is not None and correct is not None  # a batch has at least one sample
+        return task_loss / self.cfg.training.batch_size, correct
+
+    def steps(self, stop_at_step: int | None = None) -> Generator[list[tuple[int, Batch]], TaskGrad, str]:
+        """The loop itself, as a generator: at each training step it yields the step's batch groups and
+        expects back `task_backward(groups)`'s result (the gradient already in .grad). `run` answers
+        with this trainer's own `task_backward`; engine/ensemble.py answers several trainers at once
+        with one batched forward and backward. Returns the final status."""
         cfg, tr = self.cfg, self.cfg.training
         if self.global_step == 0 and not self.phase_started and self.phase == 0:
             if cfg.evaluation.initial:
@@ -315,25 +354,13 @@ class Trainer:
                     path = self.checkpoint() if cfg.checkpoint.on_interrupt else None
                     self.emit(ev.RunInterrupted(self.global_step, path))
                     return "interrupted"
-                # 1. forward each task's share of the batch; task loss = summed CE / batch size
+                # 1. the step's batch; its forward and task-loss backward are task_backward's (see steps)
                 lr = self.lr_at(phase, self.step_in_phase)
                 for g in opt.param_groups:
                     g["lr"] = lr
                 opt.zero_grad(set_to_none=True)
-                groups = self.batch_groups(tasks, tr.batch_size)
-                task_loss: Tensor | None = None  # sums start from the first group's (0 + x = x, bit for bit)
-                correct: Tensor | None = None
-                with self.l1.capture():  # the L1 activation penalty reads this forward's unit layers
-                    for _, b, logits in self.forward_groups(groups):
-                        ce = F.cross_entropy(logits, b.y, reduction="sum")
-                        hits = (logits.detach().argmax(1) == b.y).sum()
-                        task_loss = ce if task_loss is None else task_loss + ce
-                        correct = hits if correct is None else correct + hits
-                assert task_loss is not None and correct is not None  # a batch has at least one sample
-                task_loss = task_loss / tr.batch_size
-                l1 = self.l1.term()  # λ·Σ mean|h|, or None when training.l1_activation = 0
                 # 2. task-loss (+ L1) gradient first (SI reads it, OGD projects it), then the method's penalty
-                torch.autograd.backward(task_loss if l1 is None else task_loss + l1)  # untyped .backward()
+                task_loss, correct, l1 = yield self.batch_groups(tasks, tr.batch_size)
                 self.method.after_task_backward(phase, tasks)
                 penalty, diagnostics = self.method.penalty(phase, tasks)  # tensors; read at log steps only
                 if penalty is not None:
