@@ -1,4 +1,4 @@
-"""`python -m engine run|resume ...`: the training process that cltui's executor starts.
+"""`python -m engine run|resume|ensemble ...`: the training process that cltui's executor starts.
 
 Its stdout is a structured channel of one JSON line:
 - `{"run_id": ..., "run_dir": ...}` as soon as the run record exists (then progress, the final
@@ -8,8 +8,12 @@ Its stdout is a structured channel of one JSON line:
 - `{"error": "<one line>", "kind": "<error class>"}` when it stops before the record exists (bad
   config, no GPU, missing data, a run still being written, an unexpected crash); exit code 2.
 
+`ensemble` (engine/ensemble.py) starts several runs in one process: one announcement line per member,
+all written once every member's record exists; its exit code is the worst member's.
+
 A finished run exits 0, a failed one 1, an interrupted one 3, a diverged one 4. Once the run exists, stderr (library
-warnings, a traceback) is redirected into `<run_dir>/engine.log`, so no output is shared between runs.
+warnings, a traceback) is redirected into `<run_dir>/engine.log` (an ensemble's: its first member's), so no
+output is shared between runs.
 argparse, not typer: the engine never imports the UI's libraries. Start it with `python -P` (3.11+)
 so an `engine/` folder in the working directory cannot shadow the installed one.
 """
@@ -38,9 +42,12 @@ class _Announcer:
     def __call__(self, event: Any) -> None:
         from engine.events import RunStarted
 
-        if isinstance(event, RunStarted) and not self.done:
-            print(json.dumps({"run_id": event.run_id, "run_dir": event.run_dir, "notes": list(event.notes),
-                              "resumed_at_step": event.resumed_at_step}), flush=True)
+        if not isinstance(event, RunStarted):
+            return
+        # One line per run (an ensemble announces each member); stderr goes to the first run's log.
+        print(json.dumps({"run_id": event.run_id, "run_dir": event.run_dir, "notes": list(event.notes),
+                          "resumed_at_step": event.resumed_at_step}), flush=True)
+        if not self.done:
             self.done = True
             try:
                 sys.stderr.flush()
@@ -69,7 +76,9 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("--override", action="append", default=[], help="an override that made this config (recorded, hashed into the id)")
     s = sub.add_parser("resume", help="resume a stored run from its last checkpoint")
     s.add_argument("run")
-    for q in (r, s):
+    e = sub.add_parser("ensemble", help="start several runs in one process as a batched ensemble")
+    e.add_argument("--spec", required=True, help='JSON file: a list of {"config": ..., "group": ..., "overrides": [...]}')
+    for q in (r, s, e):
         q.add_argument("--runs-dir", required=True)
         q.add_argument("--data-dir", default=None)
         q.add_argument("--stop-at-step", type=int, default=None, help="stop (checkpoint) at this global step")
@@ -87,6 +96,20 @@ def main(argv: list[str] | None = None) -> int:
             cfg = config_from_dict(raw, where=a.config)
             res = api.run(cfg, Path(a.runs_dir), a.data_dir, sinks=[announce], group=a.group,
                           stop_at_step=a.stop_at_step, overrides=a.override)
+        elif a.cmd == "ensemble":
+            from engine.ensemble import EnsembleRun, run_ensemble
+
+            spec_path = Path(a.spec)
+            specs = json.loads(spec_path.read_text())
+            if spec_path.name.startswith("cltui-config-"):
+                spec_path.unlink(missing_ok=True)
+            runs = [EnsembleRun(config_from_dict(m["config"], where=a.spec), m.get("group", ""),
+                                tuple(m.get("overrides", ()))) for m in specs]
+            results = run_ensemble(runs, Path(a.runs_dir), a.data_dir, sinks=[announce], stop_at_step=a.stop_at_step)
+            res = max(results, key=lambda x: EXIT[x.status])  # the worst member's status is the exit code
+            for other in results:
+                if other.kind == "StorageError":
+                    res = other
         else:
             res = api.resume(a.run, Path(a.runs_dir), a.data_dir, sinks=[announce], stop_at_step=a.stop_at_step)
     except KeyboardInterrupt:

@@ -130,10 +130,27 @@ class LocalExecutor:
         finally:
             Path(path).unlink(missing_ok=True)  # the child removes it once read; this covers a crash
 
+    def submit_ensemble(self, runs: Sequence[PlannedRun], stop_at_step: int | None = None) -> list[RunHandle]:
+        """Start `runs` in one child as a batched ensemble (engine/ensemble.py): one handle per run,
+        all sharing that process (stopping one stops them all)."""
+        from engine.config import config_to_dict
+
+        fd, path = tempfile.mkstemp(prefix="cltui-config-", suffix=".json")
+        with os.fdopen(fd, "w") as f:
+            json.dump([{"config": config_to_dict(r.config), "group": r.group, "overrides": list(r.overrides)}
+                       for r in runs], f)
+        try:
+            return self._start_many(["ensemble", "--spec", path], stop_at_step, len(runs))
+        finally:
+            Path(path).unlink(missing_ok=True)
+
     def resume(self, run_dir: Path, stop_at_step: int | None = None) -> RunHandle:
         return self._start(["resume", str(Path(run_dir).absolute())], stop_at_step)
 
     def _start(self, args: list[str], stop_at_step: int | None) -> RunHandle:
+        return self._start_many(args, stop_at_step, 1)[0]
+
+    def _start_many(self, args: list[str], stop_at_step: int | None, count: int) -> list[RunHandle]:
         args = [*args, "--runs-dir", str(self.runs_dir)]
         if self.data_dir:
             args += ["--data-dir", self.data_dir]
@@ -152,15 +169,20 @@ class LocalExecutor:
             os.close(log_fd)
         self._children.append(proc)
         assert proc.stdout is not None
-        line = proc.stdout.readline()
+        handles: list[RunHandle] = []
         info: dict[str, Any] = {}
-        try:
-            info = json.loads(line) if line.strip() else {}
-        except json.JSONDecodeError:
-            info = {}
-        if "run_id" in info:
+        while len(handles) < count:
+            line = proc.stdout.readline()
+            try:
+                info = json.loads(line) if line.strip() else {}
+            except json.JSONDecodeError:
+                info = {}
+            if "run_id" not in info:
+                break
+            handles.append(RunHandle(info["run_id"], Path(info["run_dir"]), proc, tuple(info.get("notes", ()))))
+        if len(handles) == count:
             os.unlink(log_path)
-            return RunHandle(info["run_id"], Path(info["run_dir"]), proc, tuple(info.get("notes", ())))
+            return handles
         code = proc.wait()
         if "error" in info:
             os.unlink(log_path)
@@ -294,6 +316,40 @@ def run_all(executor: Executor, runs: Sequence[PlannedRun], parallel: int = 1,
                 still.append((run, handle))
             else:
                 ended(Outcome(run, handle, status, handle.error, "StorageError" if handle.error else ""))
+        active = still
+        if active:
+            time.sleep(poll_every)
+    return out
+
+
+def run_together(executor: LocalExecutor, runs: Sequence[PlannedRun],
+                 on_start: Callable[[PlannedRun, RunHandle], None] | None = None,
+                 on_end: Callable[[Outcome], None] | None = None, poll_every: float = 0.2) -> list[Outcome]:
+    """Start `runs` as one batched ensemble (`submit_ensemble`) and wait until every member ended."""
+    try:
+        handles = executor.submit_ensemble(runs)
+    except CltuiError as e:
+        kind = e.kind if isinstance(e, RunStartError) else type(e).__name__
+        outs = [Outcome(r, None, "not started", str(e), kind) for r in runs]
+        for o in outs:
+            if on_end is not None:
+                on_end(o)
+        return outs
+    active = list(zip(runs, handles))
+    for run, handle in active:
+        if on_start is not None:
+            on_start(run, handle)
+    out: list[Outcome] = []
+    while active:
+        still = []
+        for run, handle in active:
+            status = executor.poll(handle)
+            if status is None:
+                still.append((run, handle))
+                continue
+            out.append(Outcome(run, handle, status, handle.error, "StorageError" if handle.error else ""))
+            if on_end is not None:
+                on_end(out[-1])
         active = still
         if active:
             time.sleep(poll_every)

@@ -80,13 +80,17 @@ def _patched(targets: list[tuple[Any, str, Callable[..., Any]]]) -> Iterator[Non
             setattr(obj, name, fn)
 
 
-def _config(job: dict[str, Any]) -> Any:
+def _config(job: dict[str, Any], seed_offset: int | None = None) -> Any:
+    from dataclasses import replace
+
     from engine.presets import load_preset
 
     overrides = list(job.get("overrides", [])) + ["threads=1"]
     if job.get("steps"):
         overrides.append(f"training.steps_per_task={int(job['steps'])}")
-    return load_preset(job["preset"], overrides, device=job.get("device") or None)
+    cfg = load_preset(job["preset"], overrides, device=job.get("device") or None)
+    offset = job.get("seed_offset", 0) if seed_offset is None else seed_offset
+    return replace(cfg, seed=cfg.seed + offset) if offset else cfg
 
 
 def _peaks(device: torch.device) -> dict[str, Any]:
@@ -110,7 +114,7 @@ def measure_cltui(job: dict[str, Any]) -> dict[str, Any]:
 
     def sink(e: Any) -> None:
         if isinstance(e, ev.RunStarted):
-            start["cpu"], start["wall"] = time.process_time(), time.perf_counter()
+            start["cpu"], start["wall"], start["t"] = time.process_time(), time.perf_counter(), time.time()
 
     from engine.registry import METHODS
 
@@ -125,7 +129,8 @@ def measure_cltui(job: dict[str, Any]) -> dict[str, Any]:
         result = api.run(cfg, Path(tmp), job.get("data_dir"), sinks=[sink])
         cpu, wall = time.process_time() - start["cpu"], time.perf_counter() - start["wall"]
     device = torch.device("cuda" if cfg.device == "cuda" or (cfg.device == "auto" and torch.cuda.is_available()) else "cpu")
-    return {"side": "cltui", "status": result.status, "cpu_s": cpu, "wall_s": wall,
+    return {"side": "cltui", "status": result.status, "cpu_s": cpu, "wall_s": wall, "t_start": start["t"],
+            "t_end": start["t"] + wall,
             "steps": int(result.acc.shape[0]) * cfg.training.steps_per_task,
             "cpu_by": clock.cpu, "wall_by": clock.wall, "acc": result.acc.tolist(), **_peaks(device)}
 
@@ -170,10 +175,42 @@ def measure_syncs(job: dict[str, Any]) -> dict[str, Any]:
             "by_kind": counter.by_kind, "device": str(device)}
 
 
+def measure_ensemble(job: dict[str, Any]) -> dict[str, Any]:
+    """The seeds `job["seed_offsets"]` as one batched ensemble (engine/ensemble.py), timed from the
+    moment every member's record exists to the end of the last member."""
+    from engine import events as ev
+    from engine.ensemble import EnsembleRun, run_ensemble
+
+    cfgs = [_config(job, o) for o in job["seed_offsets"]]
+    start: dict[str, float] = {}
+    notes: list[str] = []
+
+    def sink(e: Any) -> None:
+        if isinstance(e, ev.RunStarted) and "t" not in start:
+            start["cpu"], start["wall"], start["t"] = time.process_time(), time.perf_counter(), time.time()
+            notes.extend(e.notes)
+
+    with tempfile.TemporaryDirectory() as tmp:
+        results = run_ensemble([EnsembleRun(c) for c in cfgs], Path(tmp), job.get("data_dir"), sinks=[sink])
+        cpu, wall = time.process_time() - start["cpu"], time.perf_counter() - start["wall"]
+        from engine.store import read_run
+
+        batched = bool(read_run(results[0].run_dir, with_series=False).environment["ensemble"]["batched"])
+    dev = cfgs[0].device
+    device = torch.device("cuda" if dev == "cuda" or (dev == "auto" and torch.cuda.is_available()) else "cpu")
+    bad = [r for r in results if r.status != "finished"]
+    if bad:
+        raise RuntimeError(f"ensemble member {bad[0].run_id} ended {bad[0].status}: {bad[0].error}")
+    return {"side": "ensemble", "cpu_s": cpu, "wall_s": wall, "t_start": start["t"], "t_end": start["t"] + wall,
+            "steps": sum(int(r.acc.shape[0]) * c.training.steps_per_task for r, c in zip(results, cfgs)),
+            "accs": [r.acc.tolist() for r in results], "batched": batched, "note": "; ".join(notes),
+            **_peaks(device)}
+
+
 def main(argv: list[str]) -> None:
     job = json.loads(argv[1])
     torch.set_num_threads(1)
-    fn = {"cltui": measure_cltui, "bare": measure_bare, "syncs": measure_syncs}[job["side"]]
+    fn = {"cltui": measure_cltui, "bare": measure_bare, "syncs": measure_syncs, "ensemble": measure_ensemble}[job["side"]]
     print(json.dumps(fn(job)))
 
 
