@@ -105,3 +105,26 @@ def test_probe_finds_a_batched_forward_that_is_not_exact() -> None:
             return [o * (1 + 2 ** -20) for o in super().forward(xs)]
 
     assert "logits" in (Skewed(models).probe(5, torch.Generator().manual_seed(0)) or "")
+
+
+def test_an_ensemble_through_the_local_executor_equals_its_solo_runs(tmp_path: Path) -> None:
+    """`python -m engine ensemble` in a child: one announcement per member, one handle each, the
+    records equal to the same seeds started one by one; a bad member config fails before anything."""
+    from engine.executor import LocalExecutor, RunStartError, run_all, run_together
+    from engine.planning import plan
+
+    tiny_ = ["benchmark.num_tasks=2", "model.hidden=[16]", "training.steps_per_task=10", "training.batch_size=16",
+             "analyses.curves.every=5", "analyses.curves.samples=20", "training.log_every=5"]
+    runs = plan("demo", tiny_, 3)
+    ex = LocalExecutor(tmp_path / "ens")
+    outs = run_together(ex, runs)
+    assert [o.status for o in outs] == ["finished"] * 3, [o.error for o in outs]
+    solo = run_all(LocalExecutor(tmp_path / "solo"), plan("demo", tiny_, 3))
+    by_seed = {o.run.config.seed: o.handle.run_dir for o in solo if o.run and o.handle}
+    for o in outs:
+        assert o.run is not None and o.handle is not None
+        assert o.handle.run_dir.parent == tmp_path / "ens"
+        assert_same_series(by_seed[o.run.config.seed], o.handle.run_dir)
+    mixed = plan("demo", tiny_, 1) + plan("demo", [*tiny_, "model.hidden=[8]"], 1)
+    with pytest.raises(RunStartError, match="must share 'model'"):
+        ex.submit_ensemble(mixed)
