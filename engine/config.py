@@ -31,6 +31,9 @@ MAX_BATCH = 60_000
 A larger batch only repeats samples, and 10^8 ran out of memory 47 s into a run instead of being refused."""
 MAX_THREADS = 1024
 """Largest `threads`: more than the cores of any machine cltui runs on; torch would start them all."""
+MAX_LR = 1e6
+"""Largest training.lr: beyond it a value is a typo, not a learning rate (at 1e38 Adam's first step size,
+lr / (1 - β1), overflowed float32 and the run failed with a bare RuntimeError)."""
 
 
 @dataclass(frozen=True)
@@ -56,7 +59,7 @@ class TrainingConfig:
     test_every_epoch: bool = opt(False, "also measure the test accuracy (%) of the phase's tasks at each epoch end (series epoch_test_acc)")
     batch_size: int = opt(128, f"training batch size (1 to {MAX_BATCH:,})")
     optimizer: Literal["adam", "adamw", "sgd", "rmsprop"] = opt("adam", "optimizer: adam, adamw (decoupled weight decay), sgd, rmsprop")
-    lr: float = opt(1e-3, "base learning rate (> 0)")
+    lr: float = opt(1e-3, "base learning rate (> 0, at most 1e6)")
     lr_schedule: Literal["constant", "step", "cosine", "cosine_epochs"] = opt("constant", "LR within each phase: constant; step = ×lr_gamma at each milestone; cosine = from lr down to lr_min; cosine_epochs = the same cosine moved once per epoch (PyTorch's CosineAnnealingLR stepped each epoch, T_max = the phase's epochs). Every phase restarts it")
     lr_gamma: float = opt(0.1, "step schedule: factor applied at each milestone (0 < γ <= 1)")
     lr_milestones: list[float] = opt([], "step schedule: milestones as fractions of each phase's length, e.g. [0.5, 0.75]")
@@ -90,8 +93,8 @@ class TrainingConfig:
         for n in ("epochs_per_task", "max_steps_per_phase", "early_stop_patience", "val_per_task"):
             if getattr(self, n) < 0:
                 raise ValueError(f"{n} = {getattr(self, n)!r} must be >= 0 (0 = off)")
-        if self.lr <= 0:
-            raise ValueError(f"lr = {self.lr!r} must be > 0")
+        if not 0 < self.lr <= MAX_LR:  # beyond, an optimizer's step size overflows float32 (Adam: lr / (1 - β1^t))
+            raise ValueError(f"lr = {self.lr!r} must be > 0 and at most {MAX_LR:g}")
         if not 0 <= self.stop_train_acc <= 100:
             raise ValueError(f"stop_train_acc = {self.stop_train_acc!r} is a percentage: 0 (off) to 100")
         if not 0 <= self.val_fraction < 1:

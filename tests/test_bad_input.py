@@ -46,6 +46,7 @@ RANGE_CASES = [
     (["training.lr=inf"], "training.lr = inf is not a finite number"),
     (["training.lr=-inf"], "training.lr = -inf is not a finite number"),
     (["training.lr=1e400"], "training.lr = inf is not a finite number"),  # TOML reads 1e400 as inf
+    (["training.lr=1e38"], "training.lr = 1e+38 must be > 0 and at most 1e+06"),  # Adam's step overflowed float32
     (["method.name=ewc", "method.ewc_lambda=nan"], "method.ewc_lambda = nan is not a finite number"),
     (["method.name=hnet", "method.beta=nan"], "method.beta = nan is not a finite number"),
     (["method.name=si", "method.si_lambda=-1"], "method.si_lambda = -1.0 must be >= 0"),

@@ -109,8 +109,9 @@ def test_resumed_run_diverges_at_the_same_step_with_the_same_record(tmp_path: Pa
 def test_cli_says_where_it_diverged_in_one_line_and_exits_non_zero(tmp_path: Path) -> None:
     runner = CliRunner()
     rd = str(tmp_path)
-    r = runner.invoke(app, ["run", "demo", "--runs-dir", rd, "--no-live", "--set", "training.lr=1e30",
-                            "--set", "training.steps_per_task=20", "--set", "training.log_every=5"],
+    r = runner.invoke(app, ["run", "demo", "--runs-dir", rd, "--no-live", "--set", "training.optimizer=sgd",
+                            "--set", "training.lr=1e6", "--set", "training.steps_per_task=20",
+                            "--set", "training.log_every=5"],
                       catch_exceptions=False)
     assert r.exit_code == 4, r.output
     (run_id,) = [p.name for p in tmp_path.iterdir() if p.is_dir() and not p.name.startswith(".")]
