@@ -271,3 +271,19 @@ def test_split_mnist_preset_is_the_hypercl_setting() -> None:
     assert (t.optimizer, t.lr, t.batch_size, t.steps_per_task) == ("adam", 1e-4, 32, 1001)
     info = describe(load_preset("split-mnist/hnet", ["benchmark.data=embedded"], device="cpu"))
     assert (info["model_params"], info["hnet_params"]) == (88_802, 88_542)
+
+
+def test_ragged_heads_mask_only_each_tasks_own_output_units() -> None:
+    """Ragged heads (Benchmark.head_sizes, as incremental CIFAR-100 has): task j's regulariser term reads
+    the first head_sizes[j] units of its row only, never the row's padding."""
+    model = mlp([16], 6)
+    cols = torch.tensor([[0, 1, 2, 3], [0, 1, 2, 3], [0, 1, 2, 3]])  # the row padded to the widest head
+    bench = Benchmark([None] * 3, cols, InputSpec((784,), 6), "test", {}, head_sizes=[2, 3, 4])  # type: ignore[list-item]
+    m = Hnet(HnetOptions(hidden=[8], chunk_size=1000), MethodContext(model, bench, CPU, TrainingConfig(), seed=0))
+    masks = m._head_masks()
+    assert masks is not None
+    out_w = dict(model.named_parameters())["out.weight"]
+    offset = sum(p.numel() for n, p in model.named_parameters() if n < "out")  # out.* come last
+    for j, size in enumerate([2, 3, 4]):
+        rows = masks[j, offset: offset + out_w.numel()].view(out_w.shape)
+        assert rows[:size].eq(1).all() and rows[size:].eq(0).all()

@@ -93,7 +93,7 @@ class Coresets(Method):
         order = [old_tasks[i] for i in torch.randperm(len(old_tasks), generator=self.ctx.generator("coresets/replay")).tolist()]
         total_n = self.replay_size()
         share, rest = divmod(total_n, len(order))
-        cols = self.ctx.benchmark.head_columns
+        bench = self.ctx.benchmark
         kd = torch.zeros((), device=self.ctx.device)
         for k, t in enumerate(order):
             n = share + (1 if k < rest else 0)
@@ -102,9 +102,9 @@ class Coresets(Method):
             pool = self.coresets[t]
             # Host indices (the pool lives on the host): the task copies them over, no device sync.
             idx = pool[torch.randint(len(pool), (n,), generator=self.ctx.generator("coresets/replay"))]
-            b = self.ctx.benchmark.tasks[t].get("train", idx)
+            b = bench.tasks[t].get("train", idx)
             with torch.no_grad():
-                old_logits = self.old(b.x, b.lengths).index_select(1, cols[t])
+                old_logits = self.old(b.x, b.lengths).index_select(1, bench.head(t))
             kd = kd + distillation_loss(self.head_logits(b.x, b.lengths, t), old_logits, self.opts.temperature)
         loss = self.opts.distill_reg * kd
         return (loss if base is None else base + loss), info

@@ -89,19 +89,20 @@ class Hnet(Method):
 
     def _head_masks(self) -> Tensor | None:
         """Float [T, n_main]: 1 where task j's regulariser term counts; None when all tasks share their head."""
-        cols = self.ctx.benchmark.head_columns
-        if bool((cols == cols[0]).all()):
+        bench = self.ctx.benchmark
+        heads = [bench.head(j) for j in range(bench.num_tasks)]  # ragged heads (head_sizes) cut to size
+        if all(h.shape == heads[0].shape and bool((h == heads[0]).all()) for h in heads):
             return None
-        keep = torch.ones(cols.shape[0], self.n_main, device=self.ctx.device)
+        keep = torch.ones(len(heads), self.n_main, device=self.ctx.device)
         offset = 0
         readout = self.model.readout + "."
         for name, p in self.model.named_parameters():
             shape, size = p.shape, p.numel()
             if name.startswith(readout):  # the read-out's weight rows and bias entries are output units
-                for j in range(cols.shape[0]):
+                for j, head in enumerate(heads):
                     rows = keep[j, offset: offset + size].view(shape)  # a view: writes land in `keep`
                     other = torch.ones(shape[0], dtype=torch.bool, device=self.ctx.device)
-                    other[cols[j]] = False
+                    other[head] = False
                     rows[other] = 0.0
             offset += size
         return keep

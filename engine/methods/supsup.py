@@ -77,8 +77,8 @@ class Supsup(Method):
         self.bank = torch.zeros(n_tasks, self.mask_bytes, dtype=torch.uint8, device=ctx.device)
         self.learned = [False] * n_tasks
         self.current: int | None = None  # the task whose scores are being trained
-        cols = ctx.benchmark.head_columns
-        self.full_softmax = [bool(torch.equal(c.cpu(), torch.arange(c.numel()))) for c in cols]
+        heads = [ctx.benchmark.head(t).cpu() for t in range(n_tasks)]  # ragged heads cut to size
+        self.full_softmax = [bool(torch.equal(c, torch.arange(c.numel()))) for c in heads]
         self._initial: dict[int, Tensor] = {}  # packed masks of starting scores (recomputable, so not saved)
         self._stacks: tuple[tuple[int, ...], dict[str, Tensor]] | None = None
 
