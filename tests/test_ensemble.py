@@ -128,3 +128,34 @@ def test_an_ensemble_through_the_local_executor_equals_its_solo_runs(tmp_path: P
     mixed = plan("demo", tiny_, 1) + plan("demo", [*tiny_, "model.hidden=[8]"], 1)
     with pytest.raises(RunStartError, match="must share 'model'"):
         ex.submit_ensemble(mixed)
+
+
+def test_sigterm_stops_every_member_with_a_checkpoint_and_each_resumes(tmp_path: Path) -> None:
+    import time
+
+    from engine import api
+    from engine.executor import LocalExecutor
+    from engine.planning import plan
+    from engine.store import read_run
+
+    runs = plan("demo", ["benchmark.num_tasks=2", "model.hidden=[16]", "training.steps_per_task=100000",
+                         "training.batch_size=16", "analyses.curves.enabled=false", "training.log_every=5"], 2)
+    ex = LocalExecutor(tmp_path)
+    handles = ex.submit_ensemble(runs)
+    try:
+        deadline = time.time() + 120
+        while min(read_run(h.run_dir, with_series=False).progress[0] for h in handles) < 10:
+            assert time.time() < deadline
+            time.sleep(0.1)
+        ex.stop(handles[0])  # one process: every member stops
+        assert handles[0].proc is not None and handles[0].proc.wait(120) == 3
+        assert [ex.poll(h) for h in handles] == ["interrupted", "interrupted"]
+        steps = [read_run(h.run_dir, with_series=False).progress[0] for h in handles]
+        assert steps[0] == steps[1]  # lockstep: both stopped at the same step
+        for h in handles:  # each member resumes alone, from its own checkpoint
+            res = api.resume(h.run_id, tmp_path, stop_at_step=steps[0] + 5)
+            assert res.status == "interrupted" and read_run(h.run_dir, with_series=False).progress[0] == steps[0] + 5
+    finally:
+        for h in handles:
+            if h.proc is not None and h.proc.poll() is None:
+                h.proc.kill()
