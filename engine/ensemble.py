@@ -151,6 +151,8 @@ class Member:
     gen: Generator[list[tuple[int, Batch]], TaskGrad, str]
     rng: dict[str, Any] = field(default_factory=rng_state)
     """This member's global RNG state (the process has one; each member's code runs with its own)."""
+    batchable: bool = False
+    """Whether this member's steps may join the batched forward (`batch_reason`; fixed for a run)."""
     request: list[tuple[int, Batch]] | None = None
     status: str | None = None
 
@@ -195,8 +197,7 @@ def drive(members: Sequence[Member], batched: bool) -> None:
     for m in members:
         m.advance(None)
     while live := [m for m in members if m.status is None and m.request is not None]:
-        group = [m for m in live if batched and m.request is not None and len(m.request) == 1
-                 and batch_reason(m.trainer) is None]
+        group = [m for m in live if batched and m.batchable and m.request is not None and len(m.request) == 1]
         if len({tuple(m.request[0][1].x.shape) for m in group if m.request is not None}) != 1:
             group = []
         answers: dict[int, Callable[[], TaskGrad]] = {}
@@ -275,7 +276,7 @@ def run_ensemble(runs: Sequence[EnsembleRun], runs_dir: Path, data_dir: str | Pa
             return status
         return finish
 
-    members = [Member(p.trainer, finisher(p, w), p.trainer.steps(stop_at_step), rng)
+    members = [Member(p.trainer, finisher(p, w), p.trainer.steps(stop_at_step), rng, batch_reason(p.trainer) is None)
                for p, w, rng in zip(prepared, writers, rngs)]
     try:
         with api.stop_on_signals([p.trainer for p in prepared]):
