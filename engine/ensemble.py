@@ -71,6 +71,27 @@ def check_members(cfgs: Sequence[RunConfig]) -> None:
             raise ConfigError("ensemble members must share the benchmark; run them with --parallel instead")
 
 
+def config_reason(cfg: RunConfig) -> str | None:
+    """`batch_reason` from the config alone, before anything is built (the CLI then starts separate
+    processes instead of an ensemble whose forwards could not batch)."""
+    from engine.catalog import load_all
+    from engine.registry import METHODS
+
+    load_all()
+    if cfg.model.name != "mlp":
+        return f"model {cfg.model.name!r} has no batched forward here (the MLP has)"
+    if cfg.model.options.batchnorm or cfg.model.options.dropout > 0:
+        return "the MLP has BatchNorm or Dropout"
+    impl = METHODS.get(cfg.method.name).impl
+    if impl.forward is not Method.forward or impl.head_logits is not Method.head_logits:
+        return f"method {cfg.method.name!r} has its own forward"
+    if cfg.training.l1_activation > 0:
+        return "training.l1_activation > 0 reads each member's activations"
+    if impl.schedule is not Method.schedule:
+        return f"method {cfg.method.name!r} trains mixed batches of several tasks"
+    return None
+
+
 def batch_reason(trainer: Trainer) -> str | None:
     """Why `trainer`'s steps cannot join the batched forward (None: they can)."""
     model, method = trainer.model, trainer.method

@@ -159,3 +159,14 @@ def test_sigterm_stops_every_member_with_a_checkpoint_and_each_resumes(tmp_path:
         for h in handles:
             if h.proc is not None and h.proc.poll() is None:
                 h.proc.kill()
+
+
+def test_config_reason_names_what_keeps_a_preset_from_batching() -> None:
+    from engine.ensemble import config_reason
+    from engine.presets import load_preset
+
+    assert config_reason(load_preset("split-mnist/ewc")) is None
+    assert "lstm" in (config_reason(load_preset("ssmnist/ewc-m1")) or "")
+    assert "own forward" in (config_reason(load_preset("split-mnist/hnet")) or "")
+    assert "mixed batches" in (config_reason(tiny(method="multitask")) or "")
+    assert "Dropout" in (config_reason(tiny("model.dropout=0.1")) or "")
