@@ -452,10 +452,10 @@ def presets_show(name: Annotated[str, typer.Argument(help="preset name")]) -> No
 def runs(runs_dir: RunsDir = None) -> None:
     """Table of stored runs: status, benchmark, method, seed, during/final accuracy."""
     from cltui.views import runs_table
-    from engine.store import RunStore
+    from engine.store_dir import RunStore
 
     skipped: list[str] = []
-    records = RunStore(runs_root(runs_dir)).records(skipped=skipped)
+    records = RunStore(runs_root(runs_dir)).summaries(skipped=skipped)
     for why in skipped:  # a foreign or damaged run.h5 never hides the runs beside it
         err_console.print(f"[yellow]skipped: {why}[/yellow]", highlight=False, soft_wrap=True)
     if not records:
