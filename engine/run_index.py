@@ -178,7 +178,7 @@ class RunIndex:
             # The stamp from before the read: a write during the read makes the entry stale next time.
             fresh[rid] = _entry(summary, stamp) if stamp is not None else {"stamp": None}
             self._summaries[rid] = (stamp or (0, 0, 0), summary)
-            dirty = dirty or summary.status != "running"
+            dirty = dirty or summary.live_status != "running"  # a live run changes again by the next listing
         gone = set(entries) - set(fresh)
         for rid in gone:
             self._summaries.pop(rid, None)
