@@ -1,7 +1,7 @@
 """Speed of the TUI (a benchmark, not a test: `python -m tests.tui.bench_tui`).
 
-1. Cold start: a fresh `python` process builds the app (real LocalExecutor, env settings) and
-   runs it headless; the time from spawning the process to its first frame, and to the first frame
+1. Cold start: a fresh `python` process runs bare `cltui` (its entry point, cltui.cli.main) on a
+   headless driver; the time from spawning the process to its first frame, and to the first frame
    showing the runs, on an empty runs dir and on 50 and 1000 runs (or on the dirs given).
 2. One frame of the Live screen for a run with a 20×20 accuracy matrix and 20 forgetting curves
    (10 000 steps: 500 curve points × 20 tasks, 1 000 scalar rows), built synthetically with
@@ -28,14 +28,10 @@ from engine.store_dir import RunStore
 CHILD = r"""
 import sys, time, resource
 t_import = time.time()
-from cltui.tui.app import CltuiApp, create_app
-from cltui.tui.services import Settings
-from engine.executor import LocalExecutor
-from engine.store_dir import RunStore
+from cltui.tui.app import CltuiApp
+import cltui.cli
 t_imported = time.time()
 heavy_at_import = [m for m in ("numpy", "h5py", "torch", "plotext") if m in sys.modules]
-s = Settings.from_env()
-app = create_app(RunStore(s.runs_dir), LocalExecutor(s.runs_dir, detach=True), s)
 marks = {}
 
 def mark(name):
@@ -51,24 +47,27 @@ def _display(self, screen, renderable):
         return
     if "frame" not in marks:
         mark("frame")
+        marks["want_runs"] = bool(self.store.run_ids())
     table = screen.query("#runs-table")
-    if "runs" not in marks and (not want_runs or (table and table.first().row_count > 0)):
+    if "runs" not in marks and (not marks["want_runs"] or (table and table.first().row_count > 0)):
         mark("runs")
-        app.call_later(app.exit)
+        marks["screen"] = type(screen).__name__
+        self.call_later(self.exit)
 CltuiApp._display = _display
-want_runs = bool(app.store.run_ids())
-app.run(headless=True, size=(120, 40))
+sys.argv = ["cltui"]
+cltui.cli.main()  # bare `cltui`, as the console script runs it (the driver: TEXTUAL_DRIVER, headless)
 (tf, cf, _), (tr, cr, loaded) = marks["frame"], marks["runs"]
-print("RESULT", t_import, t_imported, tf, cf, tr, cr, type(app.screen).__name__,
+print("RESULT", t_import, t_imported, tf, cf, tr, cr, marks["screen"],
       ",".join(heavy_at_import) or "-", ",".join(loaded) or "-", flush=True)
 """
 
 
 def cold_start(runs_dir: str, repeats: int = 7) -> None:
-    """Fresh `python` processes, each building the app (real LocalExecutor, env settings) and running it
-    headless: the time from spawning the process to its first frame, and to the first frame that shows
+    """Fresh `python` processes, each running bare `cltui` (cltui.cli.main: the real executor, settings
+    from the environment) on a headless driver 120×40: the time from spawning the process to its first frame, and to the first frame that shows
     the runs (the same frame when there are none). Wall time and the process's CPU time by then."""
-    env = dict(os.environ, CLTUI_RUNS_DIR=runs_dir)
+    env = dict(os.environ, CLTUI_RUNS_DIR=runs_dir, COLUMNS="120", LINES="40",
+               TEXTUAL_DRIVER="textual.drivers.headless_driver:HeadlessDriver")
     rows = []
     for k in range(repeats + 1):  # the first start builds the run index (if missing): not counted
         t0 = time.time()
@@ -83,7 +82,7 @@ def cold_start(runs_dir: str, repeats: int = 7) -> None:
     col = lambda i: [r[i] for r in rows]  # type: ignore[index]  # noqa: E731
     ms = lambda xs: f"min {min(xs) * 1000:.0f} / median {statistics.median(xs) * 1000:.0f} ms"  # noqa: E731
     n = len(RunStore(Path(runs_dir)).run_ids())
-    print(f"cold start, {n} runs ({runs_dir}), {repeats} starts: import of the app {ms(col(0))}; first frame: "
+    print(f"cold start, {n} runs ({runs_dir}), {repeats} starts: imports (the app and cltui.cli) {ms(col(0))}; first frame: "
           f"wall {ms(col(1))}, CPU {ms(col(2))}; first frame showing the runs: wall {ms(col(3))}, CPU {ms(col(4))}; "
           f"first screen {rows[0][5]}; loaded at import: {rows[0][6]}; loaded by the runs frame: {rows[0][7]}")
 
