@@ -147,6 +147,22 @@ def test_an_index_of_the_first_format_is_rebuilt(tmp_path: Path) -> None:
     assert pickle.loads((tmp_path / INDEX_FILE).read_bytes())["version"] == INDEX_VERSION == 2
 
 
+def test_a_first_listing_shows_the_newest_runs_while_it_reads_the_rest(tmp_path: Path) -> None:
+    from engine.run_index import RunIndex
+    from engine.store_dir import RunStore
+
+    for name in ("20250101-a", "20250102-b", "20250103-c"):
+        _finished(tmp_path / name)
+    seen: list[list[str]] = []
+    got = RunIndex(tmp_path).summaries(RunStore(tmp_path).run_ids(), partial=lambda so_far: seen.append(
+        [s.run_id for s in so_far]), every=0.0)
+    assert [s.run_id for s in got] == ["20250101-a", "20250102-b", "20250103-c"]
+    assert seen == [["20250103-c"], ["20250102-b", "20250103-c"], ["20250101-a", "20250102-b", "20250103-c"]]
+    seen.clear()
+    RunIndex(tmp_path).summaries(RunStore(tmp_path).run_ids(), partial=seen.append, every=0.0)
+    assert seen == []  # all from the index: nothing read, nothing partial
+
+
 def test_a_moved_runs_directory_keeps_its_index(tmp_path: Path) -> None:
     from engine.store_dir import RunStore
 

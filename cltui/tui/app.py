@@ -57,6 +57,10 @@ def screen_class(mode: str) -> type[Screen]:
     return cls
 
 
+class _Quitting(Exception):
+    """Raised in the store poller while it reads many runs and the app quits."""
+
+
 def _records_signature(records: list[RunSummary]) -> tuple:
     return tuple((r.run_id, r.live_status, r.progress, r.updated, r.status) for r in records)
 
@@ -131,9 +135,20 @@ class CltuiApp(App[None]):
         worker = get_current_worker()
         poller = RunPoller(self.store)
         last: tuple | None = None
+
+        def partial(so_far: list[RunSummary]) -> None:
+            # Without an index (a first start), 1000 runs take seconds to read: show them as they come,
+            # and stop reading if the app quits meanwhile (quitting waits for this thread).
+            if worker.is_cancelled or self._closing:
+                raise _Quitting
+            self.post_message(self.RunsPolled(so_far))
+
         while not (worker.is_cancelled or self._closing):
             self._observe()
-            records = poller.poll()
+            try:
+                records = poller.poll(partial=partial)
+            except _Quitting:
+                return
             sig = _records_signature(records)
             if sig != last:
                 last = sig

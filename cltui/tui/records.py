@@ -10,6 +10,7 @@ app); torch-free, and numpy/h5py-free at import: the Runs screen is the first on
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import TYPE_CHECKING, TypeVar
 
 from engine.presentation import metrics_of
@@ -41,9 +42,10 @@ class RunPoller:
         self.store = store
         self.index = RunIndex(store.root)
 
-    def poll(self) -> list[RunSummary]:
-        # An unreadable run (being created, or not a run) is skipped, never touched.
-        return self.index.summaries(self.store.run_ids())
+    def poll(self, partial: Callable[[list[RunSummary]], None] | None = None) -> list[RunSummary]:
+        """Every readable run (an unreadable one, being created or not a run, is skipped, never touched);
+        `partial` gets the runs read so far while many are read (RunIndex.summaries)."""
+        return self.index.summaries(self.store.run_ids(), partial=partial)
 
 
 def matches(rec: RunRecord | RunSummary, query: str) -> bool:
