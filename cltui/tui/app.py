@@ -14,7 +14,6 @@ index (engine/run_index.py) and so opens no run file that did not change.
 
 from __future__ import annotations
 
-import importlib
 import threading
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -31,6 +30,7 @@ from textual.worker import get_current_worker
 
 from cltui.tui.advice import tui_advice
 from cltui.tui.records import RunPoller
+from cltui.tui.screens import SCREENS, screen_class
 from cltui.tui.services import Settings
 from engine.errors import CltuiError
 from engine.executor import Executor, RunHandle
@@ -41,21 +41,6 @@ if TYPE_CHECKING:
     from cltui.tui.screens.live import LiveScreen
     from cltui.tui.screens.runs import RunsScreen
     from engine.planning import PlannedRun
-
-SCREENS: dict[str, str] = {"presets": "cltui.tui.screens.presets:PresetsScreen",
-                           "runs": "cltui.tui.screens.runs:RunsScreen",
-                           "live": "cltui.tui.screens.live:LiveScreen",
-                           "compare": "cltui.tui.screens.compare:CompareScreen"}
-"""Each mode's screen class, by module path: a screen's module (the Live and Compare screens bring numpy
-and h5py) is imported when its mode is first shown, not when the app starts."""
-
-
-def screen_class(mode: str) -> type[Screen]:
-    """The screen class of `mode` (importing its module on first use)."""
-    module, name = SCREENS[mode].split(":")
-    cls: type[Screen] = getattr(importlib.import_module(module), name)
-    return cls
-
 
 class _Quitting(Exception):
     """Raised in the store poller while it reads many runs and the app quits."""
