@@ -2,18 +2,19 @@
 
 Used by the CLI (`cltui show`, the live view of `cltui run` / `cltui watch`). What they show (labels,
 numbers, group statistics) comes from engine.presentation; this module only lays it out and colours
-it. Torch-free.
+it. Torch-free, and numpy/h5py-free at import (`cltui runs` and the TUI's runs list use it).
 """
 
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Group
 from rich.table import Table
 from rich.text import Text
 
+from cltui.listing import Cell, Justify, fast_table
 from engine.presentation import (
     STD_LABEL,
     divergence_text,
@@ -26,9 +27,11 @@ from engine.presentation import (
     reference_of,
     resume_of,
 )
-from engine.inference_view import inference_points
 from engine.provenance import comparability_note, source_words, strip_internal
-from engine.store import RunRecord
+
+if TYPE_CHECKING:
+    from engine.run_index import RunSummary
+    from engine.store_read import RunRecord
 
 
 def acc_style(v: float) -> str:
@@ -105,6 +108,8 @@ def status_style(status: str) -> str:
 
 def inference_table(rec: RunRecord) -> Table | None:
     """Task inference (evaluation.task_inference h/g) at each of its points, or None when the run has none."""
+    from engine.inference_view import inference_points  # numpy
+
     points = inference_points(rec)
     if not points:
         return None
@@ -137,23 +142,31 @@ def status_lines(rec: RunRecord) -> list[Text]:
     return []
 
 
-def runs_table(records: list[RunRecord], width: int | None = None) -> Table:
+def runs_table(records: list[RunSummary], width: int | None = None) -> Table | Text:
     """One row per run. The id is never wrapped or cut (it is what `show`/`resume` take); when the
     terminal is too narrow for every column, benchmark, method and seed go first (the id names the
-    preset and seed)."""
+    preset and seed). Drawn by cltui.listing.fast_table (1000 runs: ~30 ms instead of rich's ~0.6 s,
+    same look) unless even that is too wide, when rich's Table shrinks the columns."""
     wide = width is None or width >= 120
-    cols = [("run", "left"), ("status", "left"), *([("benchmark", "left"), ("method", "left"), ("seed", "right")]
-                                                  if wide else []), ("steps", "right"), ("during", "right"),
-            ("final", "right")]
-    t = Table(show_edge=False, pad_edge=False)
-    for col, just in cols:
-        t.add_column(col, justify=just, no_wrap=True)  # type: ignore[arg-type]
+    cols: list[tuple[str, Justify]] = [
+        ("run", "left"), ("status", "left"),
+        *([("benchmark", "left"), ("method", "left"), ("seed", "right")] if wide else []),  # type: ignore[list-item]
+        ("steps", "right"), ("during", "right"), ("final", "right")]
+    rows: list[list[Cell]] = []
     for r in records:
         m = metrics_of(r)
         st = r.live_status
         extra = [r.benchmark, r.method, str(r.seed)] if wide else []
-        t.add_row(r.run_id, Text(st, style=status_style(st)), *extra,
-                  f"{r.progress[0]}/{r.progress[1]}", fmt(m.get("during", math.nan)), fmt(m.get("final", math.nan)))
+        rows.append([r.run_id, (st, status_style(st)), *extra, f"{r.progress[0]}/{r.progress[1]}",
+                     fmt(m.get("during", math.nan)), fmt(m.get("final", math.nan))])
+    fast = fast_table(cols, rows, width)
+    if fast is not None:
+        return fast
+    t = Table(show_edge=False, pad_edge=False)
+    for col, just in cols:
+        t.add_column(col, justify=just, no_wrap=True)
+    for row in rows:
+        t.add_row(*(c if isinstance(c, str) else Text(c[0], style=c[1]) for c in row))
     return t
 
 

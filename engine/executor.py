@@ -39,7 +39,6 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from engine.errors import CltuiError, RunStoreError
 from engine.runlock import lock_held
-from engine.store import read_run
 
 if TYPE_CHECKING:  # engine.config loads every component's options (~30 ms): only submit needs it
     from engine.planning import PlannedRun
@@ -95,6 +94,8 @@ def engine_command(python: str = sys.executable) -> list[str]:
 
 def record_status(run_dir: Path) -> str | None:
     """The run's status from its record (lock-aware); None while it is running or unreadable."""
+    from engine.store_read import read_run  # h5py: not at import (the TUI imports this module to start)
+
     try:
         st = read_run(run_dir, with_series=False).live_status
     except RunStoreError:
@@ -212,6 +213,8 @@ class LocalExecutor:
             return
         if not lock_held(handle.run_dir):
             return
+        from engine.store_read import read_run
+
         pid = read_run(handle.run_dir, with_series=False).pid
         os.kill(pid, signal.SIGTERM)
 

@@ -18,7 +18,8 @@ record carries that group id (axes: none).
 Statistics are per grid point, over its seeds: mean ± SAMPLE std (ddof 1, engine.presentation.STD_LABEL)
 with n. `tidy_rows` gives one row per run (axes + metrics) for export.
 
-Torch-free (h5py, numpy, json).
+Torch-free (h5py, numpy, json); h5py and numpy load when a group's runs are read, not at import
+(`cltui runs` lists the sweeps without them).
 """
 
 from __future__ import annotations
@@ -31,13 +32,15 @@ from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from engine.errors import RunStoreError
 from engine.presentation import METRIC_LABELS, NAN, mean_std, metrics_of
 from engine.runlock import lock_held
-from engine.store import RunStore, read_run
-from engine.store_read import RunRecord
+from engine.store_dir import RunStore
+
+if TYPE_CHECKING:
+    from engine.store_read import RunRecord
 
 GROUPS_DIR = "groups"
 GROUP_FILE = "group.json"
@@ -163,6 +166,8 @@ class Group:
 
 
 def _read(run_dir: Path, with_series: bool) -> RunRecord | None:
+    from engine.store_read import read_run
+
     try:
         return read_run(run_dir, with_series=with_series)
     except RunStoreError:

@@ -3,7 +3,8 @@ metric rows beside the reference, seed-group mean ± std, resume eligibility, nu
 
 Plain data and strings only: the views (cltui/views.py, cltui/live.py, cltui/tui/*) add colour and
 layout and never recompute any of this. Functions take plain values, with `*_of(rec)` helpers for a
-store RunRecord. Must not import rich, textual, typer or torch.
+store RunRecord (most also take the index's RunSummary). Must not import rich, textual, typer or torch,
+nor numpy at import: the runs listings (`cltui runs`, the TUI's first screen) use it without numpy.
 """
 
 from __future__ import annotations
@@ -13,12 +14,15 @@ from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
-
-import numpy as np
+from typing import TYPE_CHECKING, Any
 
 from engine.checkpoint import checkpoint_files, checkpoint_step
-from engine.store import RunRecord
+from engine.run_index import RunSummary
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from engine.store_read import RunRecord
 
 NAN = math.nan
 METRIC_LABELS = {"during": "during", "final": "final", "average": "average", "bwt": "BWT", "fwt": "FWT",
@@ -87,6 +91,8 @@ def recent_rate(steps_per_sec: np.ndarray, window: int = RATE_WINDOW) -> float:
     """Steps per second over the last `window` logged intervals: the harmonic mean (total steps over
     total time, the intervals being equal in steps), so one slow interval (a curve evaluation) does
     not swing the ETA by minutes. NaN when nothing usable was logged."""
+    import numpy as np
+
     r = np.asarray(steps_per_sec, dtype=float)[-window:]
     r = r[~np.isnan(r) & (r > 0)]
     return float(r.size / np.sum(1.0 / r)) if r.size else NAN
@@ -131,6 +137,8 @@ def progress(done: int, total: int, phase_steps: Sequence[int], phase_tasks: Seq
              task_names: Sequence[str], steps_per_sec: np.ndarray, running: bool) -> Progress:
     """Progress at global step `done`. The phase is the one step `done + 1` belongs to (a finished
     run stays in its last); the ETA is (total − done) / recent_rate, only while running."""
+    import numpy as np
+
     starts = np.cumsum([0, *phase_steps])
     phase = int(np.clip(np.searchsorted(starts, done, side="right") - 1, 0, len(phase_steps) - 1))
     rate = recent_rate(steps_per_sec) if len(steps_per_sec) else NAN
@@ -140,6 +148,8 @@ def progress(done: int, total: int, phase_steps: Sequence[int], phase_tasks: Seq
 
 
 def progress_of(rec: RunRecord) -> Progress:
+    import numpy as np
+
     rates = rec.scalar("steps_per_sec") if rec.scalars.shape[0] else np.zeros(0)
     return progress(rec.progress[0], rec.progress[1], rec.phase_steps, rec.phase_tasks, rec.task_names, rates,
                     rec.live_status == "running")
@@ -149,6 +159,8 @@ def progress_of(rec: RunRecord) -> Progress:
 def live_metrics(acc: np.ndarray, acc_initial: np.ndarray) -> dict[str, float]:
     """Metrics of the matrix so far (a run's stored metrics are only written at its end); {} before
     the first phase is evaluated. Forward transfer needs the initial row, so it is NaN without it."""
+    import numpy as np
+
     from engine.metrics import summary
 
     if not (~np.all(np.isnan(acc), axis=1)).any():
@@ -157,8 +169,11 @@ def live_metrics(acc: np.ndarray, acc_initial: np.ndarray) -> dict[str, float]:
     return summary(acc, init)
 
 
-def metrics_of(rec: RunRecord) -> dict[str, float]:
-    """The metrics to show for a run: of its matrix so far, else the stored ones."""
+def metrics_of(rec: RunRecord | RunSummary) -> dict[str, float]:
+    """The metrics to show for a run: of its matrix so far, else the stored ones (a RunSummary holds
+    them already, computed so when its record was read)."""
+    if isinstance(rec, RunSummary):
+        return rec.metrics
     return live_metrics(rec.acc, rec.acc_initial) or rec.metrics
 
 
@@ -209,6 +224,8 @@ def reference_of(rec: RunRecord) -> dict[str, Any]:
 def mean_std(values: Sequence[float]) -> tuple[float, float, int]:
     """Mean and sample std (ddof = 1, STD_LABEL) of the non-NaN values, and how many there were.
     One value has a mean but no spread (std NaN); none has neither."""
+    import numpy as np
+
     v = np.asarray(values, dtype=float)
     v = v[~np.isnan(v)]
     mean = float(v.mean()) if v.size else NAN
@@ -234,10 +251,10 @@ class GroupStats:
         return ", ".join(f"{n} {s}" for s, n in sorted(self.statuses.items()))
 
 
-def group_stats(records: Sequence[RunRecord]) -> list[GroupStats]:
+def group_stats(records: Sequence[RunRecord | RunSummary]) -> list[GroupStats]:
     """Every group among `records` (sorted by id) with each metric's mean ± sample std over its runs,
     using each run's metrics so far (metrics_of)."""
-    groups: dict[str, list[RunRecord]] = {}
+    groups: dict[str, list[RunRecord | RunSummary]] = {}
     for r in records:
         if r.group:
             groups.setdefault(r.group, []).append(r)
@@ -278,7 +295,7 @@ def resume_info(status: str, checkpoint_step: int | None, has_checkpoint: bool) 
     return ResumeInfo(False, "no checkpoint was written; start it again")
 
 
-def resume_of(rec: RunRecord) -> ResumeInfo:
+def resume_of(rec: RunRecord | RunSummary) -> ResumeInfo:
     run_dir = Path(rec.run_dir)
     return resume_info(rec.live_status, checkpoint_step(run_dir), bool(checkpoint_files(run_dir)))
 

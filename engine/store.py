@@ -54,7 +54,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import shutil
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -64,11 +63,12 @@ import h5py
 import numpy as np
 
 from engine import events as ev
-from engine.errors import RunStoreError, suggest
+from engine.errors import RunStoreError
 from engine.fsio import StorageError, fault_point, reserve, trim_to_superblock, writing
 from engine.metrics import METRIC_NAMES
 from engine.series import SCALAR_NAMES, SeriesSet, SeriesSpec
-from engine.store_read import DIVERGENCE_FIELDS, RUN_FILE, RunRecord, Series, _s, read_run, truncation
+from engine.store_dir import RUN_FILE, RunStore  # the runs directory: numpy/h5py-free for listings
+from engine.store_read import DIVERGENCE_FIELDS, RunRecord, Series, _s, read_run, truncation
 from engine.runlock import WriterLock
 from engine.salvage import salvage
 from engine.store_file import FORMAT_VERSION, fill_new, rewrite_clean, row_bytes
@@ -367,79 +367,3 @@ class RunWriter:
                 _ABANDONED.append(self.f)  # never closed here: closing flushes, into a full disk
         if self.lock is not None:
             self.lock.release()
-
-
-class RunStore:
-    """The runs directory: creates run directories and finds stored runs."""
-
-    def __init__(self, root: Path) -> None:
-        self.root = Path(root)
-
-    def check_writable(self) -> None:
-        try:
-            with writing(self.root, "the runs directory"):
-                self.root.mkdir(parents=True, exist_ok=True)
-                probe = self.root / f".write-test-{os.getpid()}"
-                probe.write_bytes(b"")
-                probe.unlink()
-        except StorageError as e:
-            raise StorageError(f"{e}; choose another with --runs-dir or CLTUI_RUNS_DIR", e.errno) from None
-        except OSError as e:
-            raise RunStoreError(f"runs directory {self.root} is not writable ({e.strerror}); "
-                                "choose another with --runs-dir or CLTUI_RUNS_DIR.") from None
-
-    def run_ids(self) -> list[str]:
-        if not self.root.is_dir():
-            return []
-        return sorted(p.name for p in self.root.iterdir() if (p / RUN_FILE).is_file())
-
-    def find(self, ref: str) -> Path:
-        """A run directory from its id, a unique prefix, or a path."""
-        as_path = Path(ref)
-        try:
-            if (as_path / RUN_FILE).is_file():
-                return as_path
-        except (OSError, ValueError):  # a name too long for a path, or with a NUL byte: not a path
-            pass
-        ids = self.run_ids()
-        if ref in ids:
-            return self.root / ref
-        hits = [i for i in ids if i.startswith(ref) or ref in i]
-        if len(hits) == 1:
-            return self.root / hits[0]
-        if len(hits) > 1:
-            raise RunStoreError(f"{ref!r} matches {len(hits)} runs ({', '.join(hits[:3])}, ...); give more of the id.")
-        raise RunStoreError(f"no run {ref!r} in {self.root}.{suggest(ref, ids)} List runs with: cltui runs")
-
-    def group_members(self, group: str) -> list[Path]:
-        """The run directories of seed group `group`; files that are not cltui records are skipped."""
-        out = []
-        for rid in self.run_ids():
-            try:
-                with h5py.File(self.root / rid / RUN_FILE, "r", libver="latest", swmr=True) as f:
-                    if "format_version" in f.attrs and _s(f.attrs["group"]) == group:  # ours, and in the group
-                        out.append(self.root / rid)
-            except Exception:  # any unreadable or foreign file (OSError, KeyError, ...) is not a member
-                continue
-        return out
-
-    def records(self, with_series: bool = False, skipped: list[str] | None = None) -> list[RunRecord]:
-        """Every readable run (unreadable ones are skipped, never touched); why each was skipped is
-        appended to `skipped` when given. Summaries come through the run index (engine/run_index.py),
-        which reads only the runs that changed since the last listing."""
-        if not with_series:
-            from engine.run_index import indexed_records
-
-            return indexed_records(self.root, self.run_ids(), RUN_FILE, skipped)
-        out = []
-        for rid in self.run_ids():
-            try:
-                out.append(read_run(self.root / rid, with_series=with_series))
-            except RunStoreError as e:
-                if skipped is not None:
-                    skipped.append(str(e))
-        return out
-
-    def delete(self, run_dir: Path) -> None:
-        if (Path(run_dir) / RUN_FILE).is_file():
-            shutil.rmtree(run_dir)

@@ -21,8 +21,8 @@ import numpy as np
 from engine.errors import RunStoreError
 from engine.runlock import liveness, lock_held
 from engine.series import CURVES, SCALAR_NAMES, TRAINING_SERIES, SeriesSpec
+from engine.store_dir import RUN_FILE
 
-RUN_FILE = "run.h5"
 DIVERGENCE_FIELDS = ("step", "loss", "last_finite_step", "last_finite_loss")
 """The columns of a run's `divergence` dataset (engine.events.RunDiverged's fields)."""
 

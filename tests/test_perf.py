@@ -217,37 +217,37 @@ def test_bench_refuses_an_unknown_preset() -> None:
 
 
 def test_run_index_serves_unchanged_runs_and_rereads_changed_ones(tmp_path: Path) -> None:
-    from engine import run_index
+    from engine import run_index, store_read
     from engine.store import RunStore, RunWriter, read_run
     from tests.test_store import make
 
     for i in range(3):
         make(tmp_path / f"r{i}").close()
     store = RunStore(tmp_path)
-    first = store.records()
+    first = store.summaries()
     assert (tmp_path / run_index.INDEX_FILE).is_file()
     assert [r.run_id for r in first] == ["r0", "r1", "r2"]
     calls: list[Path] = []
-    real = run_index.read_run
+    real = store_read.read_run
 
     def counting(run_dir: Path, with_series: bool = True):  # noqa: ANN202
         calls.append(run_dir)
         return real(run_dir, with_series=with_series)
 
-    run_index.read_run = counting  # type: ignore[assignment]
+    store_read.read_run = counting  # type: ignore[assignment]
     try:
-        again = store.records()
+        again = store.summaries()
         assert calls == []  # nothing changed: no run file opened
         w = RunWriter.reopen(tmp_path / "r1", {})
         w.set_status("finished")
         w.close()
         store.delete(tmp_path / "r2")
-        third = store.records()
+        third = store.summaries()
         assert calls == [tmp_path / "r1"]  # only the changed run is read again; the removed one is gone
     finally:
-        run_index.read_run = real  # type: ignore[assignment]
+        store_read.read_run = real  # type: ignore[assignment]
     assert [r.status for r in again] == [r.status for r in first]
     assert [(r.run_id, r.status) for r in third] == [("r0", first[0].status), ("r1", "finished")]
     assert third[1].status == read_run(tmp_path / "r1", with_series=False).status
     (tmp_path / run_index.INDEX_FILE).write_bytes(b"not a pickle")  # a damaged index is rebuilt
-    assert [r.run_id for r in store.records()] == ["r0", "r1"]
+    assert [r.run_id for r in store.summaries()] == ["r0", "r1"]

@@ -5,6 +5,11 @@ poller that feeds them, and the workers that plan, launch, resume and stop runs.
 executor and a temporary store); `run_tui()` is what bare `cltui` runs. Never imports torch:
 training happens in `python -m engine` processes started by engine.executor.LocalExecutor
 (detached, so runs outlive the TUI). Seed groups are planned by engine.planning, not here.
+
+Start-up is part of the design: importing this module loads textual and the engine's light modules
+only, never numpy, h5py or plotext (tests/test_start.py). Each screen's module is imported when its
+mode is first shown; the runs arrive from the store poller's worker, which lists them through the run
+index (engine/run_index.py) and so opens no run file that did not change.
 """
 
 from __future__ import annotations
@@ -25,24 +30,23 @@ from textual.worker import get_current_worker
 
 from cltui.tui.advice import tui_advice
 from cltui.tui.records import RunPoller
-from cltui.tui.screens.compare import CompareScreen
-from cltui.tui.screens.help import HelpScreen
-from cltui.tui.screens.live import LiveScreen
-from cltui.tui.screens.presets import PresetsScreen
-from cltui.tui.screens.runs import RunsScreen
+from cltui.tui.screens import SCREENS, screen_class
 from cltui.tui.services import Settings
 from engine.errors import CltuiError
 from engine.executor import Executor, RunHandle
-from engine.store import RunRecord, RunStore
+from engine.run_index import RunSummary
+from engine.store_dir import RunStore
 
 if TYPE_CHECKING:
+    from cltui.tui.screens.live import LiveScreen
+    from cltui.tui.screens.runs import RunsScreen
     from engine.planning import PlannedRun
 
-SCREENS: dict[str, type[Screen]] = {"presets": PresetsScreen, "runs": RunsScreen, "live": LiveScreen,
-                                    "compare": CompareScreen}
+class _Quitting(Exception):
+    """Raised in the store poller while it reads many runs and the app quits."""
 
 
-def _records_signature(records: list[RunRecord]) -> tuple:
+def _records_signature(records: list[RunSummary]) -> tuple:
     return tuple((r.run_id, r.live_status, r.progress, r.updated, r.status) for r in records)
 
 
@@ -64,7 +68,7 @@ class CltuiApp(App[None]):
     class RunsPolled(Message):
         """The store's runs, when any changed (from the store poller)."""
 
-        records: list[RunRecord]
+        records: list[RunSummary]
 
     @dataclass
     class Launched(Message):
@@ -87,14 +91,18 @@ class CltuiApp(App[None]):
     def __init__(self, store: RunStore, executor: Executor, settings: Settings) -> None:
         super().__init__()
         self.store, self.executor, self.settings = store, executor, settings
-        self.latest_records: list[RunRecord] = []
+        self.latest_records: list[RunSummary] = []
         self.launch_failures: list[tuple[str, str, str]] = []  # (time, what, error): shown on the Runs screen
         self._handles: list[RunHandle] = []  # runs this app started and has not seen end yet
         self._handles_lock = threading.Lock()
         self._poll_wake = threading.Event()
         self._closing = False
-        for mode, cls in SCREENS.items():
-            self.add_mode(mode, cls)
+        for mode in SCREENS:
+            self.add_mode(mode, partial(self._new_screen, mode))
+
+    @staticmethod
+    def _new_screen(mode: str) -> Screen:
+        return screen_class(mode)()
 
     # -- start and the store poller ------------------------------------------------------------
     def on_mount(self) -> None:
@@ -112,9 +120,20 @@ class CltuiApp(App[None]):
         worker = get_current_worker()
         poller = RunPoller(self.store)
         last: tuple | None = None
+
+        def partial(so_far: list[RunSummary]) -> None:
+            # Without an index (a first start), 1000 runs take seconds to read: show them as they come,
+            # and stop reading if the app quits meanwhile (quitting waits for this thread).
+            if worker.is_cancelled or self._closing:
+                raise _Quitting
+            self.post_message(self.RunsPolled(so_far))
+
         while not (worker.is_cancelled or self._closing):
             self._observe()
-            records = poller.poll()
+            try:
+                records = poller.poll(partial=partial)
+            except _Quitting:
+                return
             sig = _records_signature(records)
             if sig != last:
                 last = sig
@@ -138,26 +157,47 @@ class CltuiApp(App[None]):
 
     def on_cltui_app_runs_polled(self, msg: RunsPolled) -> None:
         self.latest_records = msg.records
-        runs = self._mode_screen("runs")
-        if isinstance(runs, RunsScreen):
+        runs = self._runs_screen()
+        if runs is not None:
             runs.show_records(msg.records)
-        live = self._mode_screen("live")
-        if isinstance(live, LiveScreen):
+        live = self._live_screen()
+        if live is not None:
             live.records_changed(msg.records)
 
     def _mode_screen(self, mode: str) -> Screen | None:
         stack = self._screen_stacks.get(mode)  # only modes already opened have a screen
         return stack[0] if stack else None
 
+    # The screen of a mode already opened, typed (its module is loaded by then: importing it is free).
+    def _runs_screen(self) -> RunsScreen | None:
+        screen = self._mode_screen("runs")
+        if screen is None:
+            return None
+        from cltui.tui.screens.runs import RunsScreen
+
+        return screen if isinstance(screen, RunsScreen) else None
+
+    def _live_screen(self) -> LiveScreen | None:
+        screen = self._mode_screen("live")
+        if screen is None:
+            return None
+        from cltui.tui.screens.live import LiveScreen
+
+        return screen if isinstance(screen, LiveScreen) else None
+
     # -- navigation ----------------------------------------------------------------------------
     def action_goto(self, mode: str) -> None:
         self.switch_mode(mode)
 
     def action_help(self) -> None:
+        from cltui.tui.screens.help import HelpScreen
+
         if not isinstance(self.screen, HelpScreen):
-            self.push_screen(HelpScreen(list(SCREENS.values())))
+            self.push_screen(HelpScreen([screen_class(mode) for mode in SCREENS]))
 
     def _live(self) -> LiveScreen:
+        from cltui.tui.screens.live import LiveScreen
+
         self.switch_mode("live")
         screen = self._mode_screen("live")
         assert isinstance(screen, LiveScreen)
@@ -168,6 +208,8 @@ class CltuiApp(App[None]):
         self._live().show_run(run_dir)
 
     def compare_runs(self, run_dirs: list[Path]) -> None:
+        from cltui.tui.screens.compare import CompareScreen
+
         self.switch_mode("compare")
         screen = self._mode_screen("compare")
         assert isinstance(screen, CompareScreen)
@@ -233,7 +275,7 @@ class CltuiApp(App[None]):
         self._live().show_resuming(Path(run_dir))
         self._resume(Path(run_dir))
 
-    def stop_run(self, rec: RunRecord) -> None:
+    def stop_run(self, rec: RunSummary) -> None:
         """Ask a running run (started here or anywhere on this machine) to checkpoint and stop."""
         try:
             self.executor.stop(RunHandle(rec.run_id, rec.run_dir))
@@ -281,8 +323,8 @@ class CltuiApp(App[None]):
     def on_cltui_app_launched(self, msg: Launched) -> None:
         self.poll_now()
         if msg.first:
-            live = self._mode_screen("live")
-            if isinstance(live, LiveScreen):
+            live = self._live_screen()
+            if live is not None:
                 live.show_run(msg.run_dir)
         self.notify(f"started {msg.run_dir.name}")
 
@@ -292,19 +334,20 @@ class CltuiApp(App[None]):
         error = tui_advice(msg.error)
         # A failure before any run file exists would otherwise leave no trace once the toast is gone.
         self.launch_failures = [(time.strftime("%H:%M:%S"), msg.what, error), *self.launch_failures][:5]
-        runs = self._mode_screen("runs")
-        if isinstance(runs, RunsScreen):
+        runs = self._runs_screen()
+        if runs is not None:
             runs.show_failures(self.launch_failures)
-        live = self._mode_screen("live")
-        if isinstance(live, LiveScreen):
+        live = self._live_screen()
+        if live is not None:
             live.show_launch_error(msg.what, error)
         self.notify(error, title=f"could not start {msg.what}", severity="error", timeout=10)
 
     # -- command palette -----------------------------------------------------------------------
     def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
         yield from super().get_system_commands(screen)
-        for i, (mode, cls) in enumerate(SCREENS.items(), 1):
-            yield SystemCommand(f"{mode.capitalize()} screen", f"({i}) {cls.__doc__}", partial(self.switch_mode, mode))
+        for i, mode in enumerate(SCREENS, 1):
+            yield SystemCommand(f"{mode.capitalize()} screen", f"({i}) {screen_class(mode).__doc__}",
+                                partial(self.switch_mode, mode))
         yield SystemCommand("Help", "What each screen shows and its keys (?)", self.action_help)
         yield SystemCommand("Sweep…", "Run a preset over a grid × seeds as one group (as `cltui sweep`)", self.ask_sweep)
         from engine.groups import group_ids
@@ -333,6 +376,8 @@ class CltuiApp(App[None]):
                                     partial(self._palette_on_run, rec, "delete"), discover=False)
 
     def _palette_launch(self) -> None:
+        from cltui.tui.screens.presets import PresetsScreen
+
         self.switch_mode("presets")
         screen = self._mode_screen("presets")
         if isinstance(screen, PresetsScreen):
@@ -340,18 +385,18 @@ class CltuiApp(App[None]):
 
     def _palette_compare(self) -> None:
         self.switch_mode("runs")
-        screen = self._mode_screen("runs")
-        if isinstance(screen, RunsScreen):
+        screen = self._runs_screen()
+        if screen is not None:
             screen.action_compare()
 
-    def _palette_on_run(self, rec: RunRecord, action: str) -> None:
+    def _palette_on_run(self, rec: RunSummary, action: str) -> None:
         """A run action from the palette goes through the Runs screen's own (and its confirmations)."""
         self.switch_mode("runs")
-        screen = self._mode_screen("runs")
-        if isinstance(screen, RunsScreen) and screen.select_run(rec.run_id):
+        screen = self._runs_screen()
+        if screen is not None and screen.select_run(rec.run_id):
             getattr(screen, f"action_{action}")()
 
-    def _palette_export(self, rec: RunRecord) -> None:
+    def _palette_export(self, rec: RunSummary) -> None:
         live = self._live()
         live.show_run(rec.run_dir)
         live.export_run(rec.run_dir)

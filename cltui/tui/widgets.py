@@ -1,14 +1,15 @@
 """Reusable widgets of the TUI: the numbered tab bar, the accuracy heat table, the loss sparkline,
 the rows table, and the rich renderables they draw from a RunRecord (the curves plot is in plot.py).
 
-They only draw what they are given (`show(...)`); reading the store is the screens' job. Torch-free.
+They only draw what they are given (`show(...)`); reading the store is the screens' job. Torch-free;
+numpy only inside the Live screen's widgets (the Runs screen, drawn first, uses NavBar and RowsTable).
 """
 
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
-import numpy as np
 from rich.progress_bar import ProgressBar
 from rich.style import Style
 from rich.table import Table
@@ -17,12 +18,14 @@ from textual import events
 from textual.app import RenderResult
 from textual.binding import Binding
 from textual.widget import Widget
-from textual.widgets import DataTable, Static
+from textual.screen import Screen
+from textual.widgets import DataTable, Footer, Static
 
-from cltui.live import sparkline
 from cltui.views import status_style
 from engine.presentation import fmt, fmt_compact, phase_label, progress_of
-from engine.store import RunRecord
+
+if TYPE_CHECKING:
+    from engine.store_read import RunRecord
 
 TABS = (("presets", "Presets"), ("runs", "Runs"), ("live", "Live"), ("compare", "Compare"))
 
@@ -46,6 +49,29 @@ class NavBar(Static):
             else:
                 parts.append(f"[@click=app.goto('{mode}')] {i} {label} [/]")
         return " ".join(parts) + (f"  [dim]{note}[/dim]" if note else "")
+
+
+class KeysFooter(Footer):
+    """textual's Footer, rebuilt once per refresh however often the bindings change before it.
+
+    The stock Footer schedules a full recompose (a widget per key, each restyled) for every
+    `refresh_bindings()`; the Runs screen calls it whenever the row under the cursor or the focus may
+    have changed, ~9 times before its first frame, which cost ~0.1 s of the TUI's start. One pending
+    recompose at a time shows the same keys."""
+
+    _recompose_pending = False
+
+    def bindings_changed(self, screen: Screen) -> None:
+        self._bindings_ready = True
+        if not screen.app.app_focus or not (self.is_attached and screen is self.screen):
+            return
+        if not self._recompose_pending:
+            self._recompose_pending = True
+            self.call_after_refresh(self._recompose_once)
+
+    async def _recompose_once(self) -> None:
+        self._recompose_pending = False  # bindings changed after this point schedule the next one
+        await self.recompose()
 
 
 class RowsTable(DataTable):
@@ -173,11 +199,15 @@ class LossLine(Widget):
     """
 
     def __init__(self, *, id: str | None = None) -> None:  # noqa: A002
+        import numpy as np
+
         super().__init__(id=id)
         self._loss = np.zeros(0)
         self._train_acc = math.nan
 
     def show(self, rec: RunRecord | None) -> None:
+        import numpy as np
+
         if rec is not None and rec.scalars.shape[0]:
             self._loss = rec.scalar("loss")
             self._train_acc = float(rec.scalar("train_acc")[-1])
@@ -186,6 +216,10 @@ class LossLine(Widget):
         self.refresh()
 
     def render(self) -> RenderResult:
+        import numpy as np
+
+        from cltui.live import sparkline
+
         if self._loss.size == 0:
             return Text("loss  (no steps logged yet)", style="dim")
         tail = f" {fmt_compact(float(self._loss[-1]))} · train acc {fmt(self._train_acc, 1)}%"

@@ -1,7 +1,8 @@
 """Speed of the TUI (a benchmark, not a test: `python -m tests.tui.bench_tui`).
 
-1. Cold start: a fresh `python` process builds the app (real LocalExecutor, env settings) and
-   runs it headless; the time from spawning the process to the first screen's first refresh.
+1. Cold start: a fresh `python` process runs bare `cltui` (its entry point, cltui.cli.main) on a
+   headless driver; the time from spawning the process to its first frame, and to the first frame
+   showing the runs, on an empty runs dir and on 50 and 1000 runs (or on the dirs given).
 2. One frame of the Live screen for a run with a 20×20 accuracy matrix and 20 forgetting curves
    (10 000 steps: 500 curve points × 20 tasks, 1 000 scalar rows), built synthetically with
    RunWriter: the store read (in the worker), the redraw handler, and a full render of the screen,
@@ -22,46 +23,79 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
+from engine.store_dir import RunStore
+
 CHILD = r"""
-import sys, time
+import sys, time, resource
 t_import = time.time()
-from pathlib import Path
-from cltui.tui.app import create_app
-from cltui.tui.services import Settings
-from engine.executor import LocalExecutor
-from engine.store import RunStore
+from cltui.tui.app import CltuiApp
+import cltui.cli
 t_imported = time.time()
-s = Settings.from_env()
-app = create_app(RunStore(s.runs_dir), LocalExecutor(s.runs_dir, detach=True), s)
+heavy_at_import = [m for m in ("numpy", "h5py", "torch", "plotext") if m in sys.modules]
+marks = {}
 
-def first_frame():
-    import resource
+def mark(name):
     ru = resource.getrusage(resource.RUSAGE_SELF)
-    print(f"{ru.ru_utime + ru.ru_stime} {t_import} {t_imported} {time.time()} {type(app.screen).__name__} "
-          f"{'torch' in sys.modules}", flush=True)
-    app.exit()
+    marks[name] = (time.time(), ru.ru_utime + ru.ru_stime, [m for m in ("numpy", "h5py", "torch") if m in sys.modules])
 
-app.call_after_refresh(lambda: app.screen.call_after_refresh(first_frame))
-app.run(headless=True, size=(120, 40))
+# Every frame the app composes goes through _display (headless: composed, not written): the first
+# one, and the first one whose runs table has rows, are what a user would see.
+display = CltuiApp._display
+def _display(self, screen, renderable):
+    display(self, screen, renderable)
+    if renderable is None:
+        return
+    if "frame" not in marks:
+        mark("frame")
+        marks["want_runs"] = bool(self.store.run_ids())
+    table = screen.query("#runs-table")
+    if "runs" not in marks and (not marks["want_runs"] or (table and table.first().row_count > 0)):
+        mark("runs")
+        marks["screen"] = type(screen).__name__
+        self.call_later(self.exit)
+CltuiApp._display = _display
+sys.argv = ["cltui"]
+cltui.cli.main()  # bare `cltui`, as the console script runs it (the driver: TEXTUAL_DRIVER, headless)
+(tf, cf, _), (tr, cr, loaded) = marks["frame"], marks["runs"]
+print("RESULT", t_import, t_imported, tf, cf, tr, cr, marks["screen"],
+      ",".join(heavy_at_import) or "-", ",".join(loaded) or "-", flush=True)
 """
 
 
 def cold_start(runs_dir: str, repeats: int = 7) -> None:
-    env = dict(os.environ, CLTUI_RUNS_DIR=runs_dir)
-    totals, imports, cpus, screens = [], [], [], set()
-    for _ in range(repeats):
+    """Fresh `python` processes, each running bare `cltui` (cltui.cli.main: the real executor, settings
+    from the environment) on a headless driver 120×40: the time from spawning the process to its first frame, and to the first frame that shows
+    the runs (the same frame when there are none). Wall time and the process's CPU time by then."""
+    env = dict(os.environ, CLTUI_RUNS_DIR=runs_dir, COLUMNS="120", LINES="40",
+               TEXTUAL_DRIVER="textual.drivers.headless_driver:HeadlessDriver")
+    rows = []
+    for k in range(repeats + 1):  # the first start builds the run index (if missing): not counted
         t0 = time.time()
-        out = subprocess.run([sys.executable, "-c", CHILD], capture_output=True, text=True, env=env, timeout=60)
-        cpu, t_import, t_imported, t_frame, screen, torch = out.stdout.split()[-6:]
-        cpus.append(float(cpu))
-        totals.append(float(t_frame) - t0)
-        imports.append(float(t_imported) - float(t_import))
-        screens.add((screen, torch))
-    print(f"cold start to first frame ({runs_dir}): median {statistics.median(totals) * 1000:.0f} ms, "
-          f"min {min(totals) * 1000:.0f} ms over {repeats} (of which importing the app: median "
-          f"{statistics.median(imports) * 1000:.0f} ms); CPU time of the process by then: median "
-          f"{statistics.median(cpus) * 1000:.0f} ms (wall time includes waiting for the CPU on a busy machine); "
-          f"first screen, torch loaded: {screens}")
+        out = subprocess.run([sys.executable, "-c", CHILD], capture_output=True, text=True, env=env, timeout=300)
+        line = [x for x in out.stdout.splitlines() if x.startswith("RESULT")]
+        if not line:
+            raise RuntimeError(out.stderr[-3000:])
+        _, ti, tid, tf, cf, tr, cr, screen, heavy, loaded = line[-1].split()
+        if k:
+            rows.append((float(tid) - float(ti), float(tf) - t0, float(cf), float(tr) - t0, float(cr), screen, heavy,
+                         loaded))
+    col = lambda i: [r[i] for r in rows]  # type: ignore[index]  # noqa: E731
+    ms = lambda xs: f"min {min(xs) * 1000:.0f} / median {statistics.median(xs) * 1000:.0f} ms"  # noqa: E731
+    n = len(RunStore(Path(runs_dir)).run_ids())
+    print(f"cold start, {n} runs ({runs_dir}), {repeats} starts: imports (the app and cltui.cli) {ms(col(0))}; first frame: "
+          f"wall {ms(col(1))}, CPU {ms(col(2))}; first frame showing the runs: wall {ms(col(3))}, CPU {ms(col(4))}; "
+          f"first screen {rows[0][5]}; loaded at import: {rows[0][6]}; loaded by the runs frame: {rows[0][7]}")
+
+
+def many_runs(root: Path, n: int) -> Path:
+    """`n` finished runs (synthetic, tiny) in `root`, some in seed groups, and their run index."""
+    from tests.tui.conftest import finished_run
+
+    for i in range(n):
+        finished_run(root, f"run-{i:04d}", seed=i % 5, group=f"g{i // 5:03d}" if i % 4 == 0 else "",
+                     created=f"2025-01-01T{i // 3600:02d}:{i // 60 % 60:02d}:{i % 60:02d}")
+    RunStore(root).summaries()
+    return root
 
 
 def build_big_run(root: Path) -> Path:
@@ -132,10 +166,18 @@ async def frame_times(run_dir: Path, size: tuple[int, int], n: int = 20) -> None
 
 
 def main() -> None:
+    """`python -m tests.tui.bench_tui [RUNS_DIR ...]`: cold starts on each RUNS_DIR given, else on an empty
+    one, 50 and 1000 synthetic runs; then the Live screen's frames."""
+    if sys.argv[1:]:
+        for d in sys.argv[1:]:
+            cold_start(d)
+        return
     with tempfile.TemporaryDirectory() as tmp:
         empty = Path(tmp) / "empty"
         empty.mkdir()
         cold_start(str(empty))
+        for n in (50, 1000):
+            cold_start(str(many_runs(Path(tmp) / f"runs{n}", n)))
         big = Path(tmp) / "big"
         big.mkdir()
         run_dir = build_big_run(big)

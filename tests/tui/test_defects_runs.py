@@ -13,7 +13,7 @@ from textual.widgets import DataTable
 from cltui.tui.screens.confirm import ConfirmScreen
 from cltui.tui.screens.runs import RunsScreen
 
-from .conftest import screen_text, start_run, wait_for
+from .conftest import screen_text, start_run, wait_for, wait_text
 from .test_runs_screen import _ids, _populate
 
 
@@ -124,7 +124,8 @@ async def test_group_row_shows_its_overrides_and_n(make_app, runs_dir: Path) -> 
         await wait_for(pilot, lambda: groups.row_count == 1)
         assert str(groups.get_cell("lr-x3", "overrides")) == "training.lr=0.01"
         assert str(groups.get_cell("lr-x3", "n")) == "3"
-        assert "seed groups: mean ± sample std (n−1) over the group's n runs" in screen_text(app)
+        # The groups table is drawn a refresh after the runs list (its mean ± std loads numpy).
+        await wait_text(pilot, "seed groups: mean ± sample std (n−1) over the group's n runs")
 
 
 async def test_returning_to_runs_leaves_digits_to_the_screens(make_app, runs_dir: Path) -> None:  # type: ignore[no-untyped-def]

@@ -22,10 +22,10 @@ from textual.binding import Binding
 from textual.containers import Horizontal, HorizontalScroll, Vertical
 from textual.message import Message
 from textual.screen import Screen
-from textual.widgets import Footer, Static
+from textual.widgets import Static
 from textual.worker import get_current_worker
 
-from cltui.tui.widgets import NavBar, heat_table
+from cltui.tui.widgets import KeysFooter, NavBar, heat_table
 from cltui.views import status_style
 from engine.errors import RunStoreError
 from engine.presentation import (
@@ -150,7 +150,7 @@ class CompareScreen(Screen[None]):
                              id="compare-metrics")
                 yield CurvesPlot(id="compare-curves")
             yield HorizontalScroll(id="compare-matrices")
-        yield Footer()
+        yield KeysFooter()
 
     def show_runs(self, run_dirs: list[Path]) -> None:
         self.run_dirs = [Path(p) for p in run_dirs]

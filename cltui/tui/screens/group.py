@@ -21,11 +21,12 @@ from textual.binding import Binding
 from textual.containers import VerticalScroll
 from textual.message import Message
 from textual.screen import Screen
-from textual.widgets import Footer, Static
+from textual.widgets import Static
 from textual_plotext import PlotextPlot
 
 from cltui.figures.group import seen_mean_bands
 from cltui.group_views import group_header, member_table, point_table
+from cltui.tui.widgets import KeysFooter
 from engine.errors import CltuiError
 from engine.groups import Group, load_group
 from engine.presentation import STD_LABEL
@@ -86,7 +87,7 @@ class GroupScreen(Screen[None]):
         with VerticalScroll(id="group-tables"):
             yield Static("reading the group…", id="group-summary")
         yield BandsPlot(id="group-plot")
-        yield Footer()
+        yield KeysFooter()
 
     def on_mount(self) -> None:
         self._load()

@@ -21,15 +21,16 @@ from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.message import Message
 from textual.screen import Screen
-from textual.widgets import Footer, Static
+from textual.widgets import Static
 from textual.timer import Timer
 from textual.worker import get_current_worker
 
 from cltui.tui.screens.confirm import ConfirmScreen
-from cltui.tui.widgets import LossLine, NavBar, heat_table, progress_table, run_header
+from cltui.tui.widgets import KeysFooter, LossLine, NavBar, heat_table, progress_table, run_header
 from cltui.views import inference_table, metrics_table, reference_lines, status_alert
 from engine.errors import RunStoreError
 from engine.presentation import metrics_of, resume_of
+from engine.run_index import RunSummary
 from engine.store import RunRecord, read_run
 
 if TYPE_CHECKING:
@@ -134,7 +135,7 @@ class LiveScreen(Screen[None]):
                     yield Static("", id="live-metrics")
                     yield Static("", id="live-error")
                 yield PanelArea(id="live-right", every=PLOT_EVERY)  # the curves (#live-curves) or an analysis
-        yield Footer()
+        yield KeysFooter()
 
     # -- choosing the run ----------------------------------------------------------------------
     def show_run(self, run_dir: Path) -> None:
@@ -208,7 +209,7 @@ class LiveScreen(Screen[None]):
         self.records_changed(getattr(self.app, "latest_records", []))
         self._wake.set()
 
-    def records_changed(self, records: list[RunRecord]) -> None:
+    def records_changed(self, records: list[RunSummary]) -> None:
         """From the app's store poller: an idle Live screen picks up the newest running run, so a
         run started elsewhere (`cltui run` in another terminal) appears here by itself."""
         if not self._active or self.run_dir is not None or self.rec is not None or self._note is not None:

@@ -21,10 +21,10 @@ from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.message import Message
 from textual.screen import Screen
-from textual.widgets import Button, Footer, Input, Label, Static, Tree
+from textual.widgets import Button, Input, Label, Static, Tree
 
 from cltui.tui.advice import tui_advice
-from cltui.tui.widgets import NavBar
+from cltui.tui.widgets import KeysFooter, NavBar
 from cltui.views import fmt
 from engine.errors import CltuiError
 from engine.presentation import phase_length_label
@@ -127,7 +127,7 @@ class PresetsScreen(Screen[None]):
                     yield Input("1", id="seeds", type="integer", compact=True)
                     yield Button("Launch", id="launch", variant="primary", compact=True)
                 yield Static("", id="override-status")
-        yield Footer()
+        yield KeysFooter()
 
     def on_screen_resume(self) -> None:
         # Coming back (1 from another screen) lands on the list, never in a text box: a box would

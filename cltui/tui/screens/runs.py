@@ -1,7 +1,8 @@
 """The Runs screen: every stored run with its live status and metrics, seed groups as mean ± std;
 filter, sort, open, mark for comparison, resume and delete (after a confirmation).
 
-The records come from the app's store poller (about once a second); this screen only draws them.
+The runs come from the app's store poller (about once a second) as engine.run_index.RunSummary, read
+through the run index; this screen only draws them, and never needs numpy or h5py to do so.
 """
 
 from __future__ import annotations
@@ -18,11 +19,11 @@ from textual.binding import Binding
 from textual.containers import Vertical
 from textual.message import Message
 from textual.screen import Screen
-from textual.widgets import DataTable, Footer, Input, Static
+from textual.widgets import DataTable, Input, Static
 
 from cltui.tui.records import SORT_KEYS, group_overrides, matches, sort_records
 from cltui.tui.screens.confirm import ConfirmScreen
-from cltui.tui.widgets import NavBar, RowsTable
+from cltui.tui.widgets import KeysFooter, NavBar, RowsTable
 from cltui.views import status_style
 from engine.presentation import (
     STD_LABEL,
@@ -34,7 +35,7 @@ from engine.presentation import (
     resume_of,
 )
 from engine.runlock import still_running
-from engine.store import RunRecord
+from engine.run_index import RunSummary
 
 # The id first and whole (it is what every command takes, and it names preset and seed): at 80
 # columns id, status, progress and the metrics fit; the rest scrolls sideways.
@@ -83,14 +84,15 @@ class RunsScreen(Screen[None]):
 
     def __init__(self) -> None:
         super().__init__()
-        self.records: list[RunRecord] = []
+        self.records: list[RunSummary] = []
         self.marked: set[str] = set()
         self.sort_key = "created"
         self.sort_reverse = True  # newest first
         self._rows: list[tuple] = []
         self._group_rows: list[tuple] = []
-        self._shown: list[RunRecord] = []
+        self._shown: list[RunSummary] = []
         self._groups: list[GroupStats] = []
+        self._groups_ready = False  # set once the first seed groups were drawn (after the list)
 
     def compose(self) -> ComposeResult:
         yield NavBar(self.MODE)
@@ -108,7 +110,7 @@ class RunsScreen(Screen[None]):
             yield groups
             yield Static("", id="runs-failed")
             yield Static("", id="runs-hint")
-        yield Footer()
+        yield KeysFooter()
 
     # -- keys follow focus ----------------------------------------------------------------------
     def _groups_focused(self) -> bool:
@@ -167,13 +169,13 @@ class RunsScreen(Screen[None]):
         self.query_one("#runs-table", DataTable).focus()
 
     # -- drawing -------------------------------------------------------------------------------
-    def show_records(self, records: list[RunRecord]) -> None:
+    def show_records(self, records: list[RunSummary]) -> None:
         """Redraw from the store's records (rows are rebuilt only when their text changed)."""
         self.records = list(records)
         if self.query("#runs-table"):  # composed yet? (else on_mount draws)
             self._redraw()
 
-    def _row(self, r: RunRecord) -> tuple:
+    def _row(self, r: RunSummary) -> tuple:
         m = metrics_of(r)
         st = r.live_status
         started = r.created[5:16].replace("T", " ")  # 2025-01-31T12:00:00 → 01-31 12:00
@@ -196,7 +198,17 @@ class RunsScreen(Screen[None]):
                 table.move_cursor(row=table.get_row_index(current), animate=False)
         self._shown = shown
         self.refresh_bindings()
+        if self._groups_ready or not any(r.group for r in shown):
+            self._redraw_groups()
+        else:
+            # The first list of runs is drawn before the seed groups below it: their mean ± std load
+            # numpy (~0.1 s), which the list itself does not need (the TUI's first screen, ≤ 0.5 s).
+            self._groups_ready = True
+            self.call_after_refresh(self._redraw_groups)
+        self._redraw_hint()
 
+    def _redraw_groups(self) -> None:
+        shown = self._shown
         self._groups = group_stats(shown)
         grows = [(g.group, group_overrides(self._group_records(g)), str(len(g.runs)), g.status_text,
                   *(metric_cell(g.mean[k], g.std[k]) for k in ("during", "final", "bwt", "forgetting")),
@@ -213,6 +225,8 @@ class RunsScreen(Screen[None]):
         title.display = has_groups
         title.update(Text(f"seed groups: mean ± {STD_LABEL} over the group's n runs", style="bold"))
 
+    def _redraw_hint(self) -> None:
+        shown = self._shown
         n_running = sum(r.live_status == "running" for r in self.records)
         # Metrics sort best first unless reversed; the other keys ascend unless reversed.
         descending = self.sort_reverse != (self.sort_key in ("during", "final", "bwt"))
@@ -247,7 +261,7 @@ class RunsScreen(Screen[None]):
             return False
         return True
 
-    def current_record(self) -> RunRecord | None:
+    def current_record(self) -> RunSummary | None:
         rid = self.current_run_id()
         return next((r for r in self._shown if r.run_id == rid), None)
 
@@ -317,7 +331,7 @@ class RunsScreen(Screen[None]):
             return None
         return next((g for g in self._groups if g.group == key), None)
 
-    def _group_records(self, g: GroupStats) -> list[RunRecord]:
+    def _group_records(self, g: GroupStats) -> list[RunSummary]:
         ids = set(g.runs)
         return [r for r in self.records if r.run_id in ids]
 
