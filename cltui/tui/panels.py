@@ -85,11 +85,14 @@ def panel_table(rec: RunRecord, panel: str) -> RenderableType:
             g = fd.gradients_data(rec)
             parts = [_heat_table(g.per_param, percent=False), Text("")] if g.per_param is not None else []
             if g.per_unit:  # dead units: rows of a per-unit map that got exactly no gradient in a phase
-                zero = np.stack([(h.values == 0).sum(axis=0) for h in g.per_unit])
+                counts = [(h.values == 0).sum(axis=0) for h in g.per_unit]
+                # A live run's maps may be read between two of their writes: show the phases all have.
+                phases = min(len(c) for c in counts)
+                zero = np.stack([c[:phases] for c in counts])
                 size = [h.values.shape[0] for h in g.per_unit]
                 parts.append(_heat_table(Heat("units without any gradient in the phase", zero.astype(float),
                                               [f"{h.title} ({n})" for h, n in zip(g.per_unit, size)],
-                                              g.per_unit[0].cols, row_label="weight"), percent=False))
+                                              g.per_unit[0].cols[:phases], row_label="weight"), percent=False))
             return Group(*parts)
         if panel == "plasticity":
             fd.plasticity_data(rec)  # NoFigureData when nothing is recorded yet
