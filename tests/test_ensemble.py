@@ -170,3 +170,44 @@ def test_config_reason_names_what_keeps_a_preset_from_batching() -> None:
     assert "own forward" in (config_reason(load_preset("split-mnist/hnet")) or "")
     assert "mixed batches" in (config_reason(tiny(method="multitask")) or "")
     assert "Dropout" in (config_reason(tiny("model.dropout=0.1")) or "")
+
+
+def test_bench_ensemble_reports_throughput_and_equality_on_embedded_data(tmp_path: Path) -> None:
+    """`cltui bench --ensemble`: one row per (N, mode), the ensemble's members equal to the solo runs.
+    Behaviour only: no timing is asserted."""
+    import json
+
+    from typer.testing import CliRunner
+
+    from cltui.cli import app
+
+    out = tmp_path / "ens.json"
+    res = CliRunner().invoke(app, ["bench", "demo", "--ensemble", "2", "--steps", "4", "--json", str(out),
+                                   "--set", "model.hidden=[32]"])
+    assert res.exit_code == 0, res.output
+    (p,) = json.loads(out.read_text())["presets"]
+    rows = {(r["n"], r["mode"]): r for r in p["rows"]}
+    assert set(rows) == {(1, "processes"), (1, "ensemble"), (2, "processes"), (2, "ensemble")}
+    assert rows[(2, "ensemble")]["exact"] is True and rows[(1, "ensemble")]["exact"] is True
+    assert all(r["runs_steps_per_s"] > 0 and r["speedup"] is not None for r in rows.values())
+    assert "runs×steps/s" in res.output
+    bad = CliRunner().invoke(app, ["bench", "demo", "--ensemble", "two"])
+    assert bad.exit_code != 0 and "give run counts separated by commas" in bad.output
+
+
+def test_cli_run_ensemble_and_its_fallback_to_processes(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from cltui.cli import app
+    from engine.store import read_run
+
+    small = ["--set", "benchmark.num_tasks=2", "--set", "model.hidden=[16]", "--set", "training.steps_per_task=5",
+             "--runs-dir", str(tmp_path)]
+    res = CliRunner().invoke(app, ["run", "demo", "--seeds", "2", "--ensemble", *small])
+    assert res.exit_code == 0, res.output
+    assert "2 runs in one process" in res.output
+    recs = [read_run(d, with_series=False) for d in tmp_path.iterdir() if (d / "run.h5").is_file()]
+    assert len(recs) == 2 and all(r.environment["ensemble"]["members"] for r in recs)
+    res = CliRunner().invoke(app, ["run", "demo", "--seeds", "2", "--ensemble", "--set", "method.name=multitask", *small])
+    assert res.exit_code == 0, res.output
+    assert "trains mixed batches of several tasks, so its forwards cannot batch; starting 2 processes" in res.output

@@ -19,6 +19,7 @@ def bench(
     device: Annotated[Device | None, typer.Option(help="auto = CUDA when present, else CPU")] = None,
     data_dir: DataDir = None,
     json_: Annotated[Path | None, typer.Option("--json", help="also write every measurement to this JSON file")] = None,
+    ensemble: Annotated[str | None, typer.Option("--ensemble", help="instead: throughput of N runs of each preset as one batched ensemble and as N processes, e.g. --ensemble 1,2,4,8")] = None,
 ) -> None:
     """CPU time and steps/s of cltui against a bare hand-written loop of the same training, per preset."""
     from rich.table import Table
@@ -27,6 +28,9 @@ def bench(
 
     if repeats < 1 or (steps is not None and steps < 1):
         fail("--repeats and --steps must be at least 1")
+    if ensemble is not None:
+        _bench_ensemble(presets or ["split-mnist/finetune"], ensemble, steps, device, data_dir, list(set_), json_)
+        return
     meta = {"steps": steps, "repeats": repeats, "device": device.value if device else "auto", "overrides": list(set_)}
 
     def save(so_far: list[Any]) -> None:  # after each preset, so an interrupted bench keeps what it measured
@@ -48,5 +52,43 @@ def bench(
     for s in results:
         if s["bare_note"]:
             console.print(f"{s['preset']}: {s['bare_note']}")
+    if json_:
+        console.print(f"wrote {json_}")
+
+
+def _bench_ensemble(presets: list[str], sizes_text: str, steps: int | None, device: Device | None,
+                    data_dir: Path | None, overrides: list[str], json_: Path | None) -> None:
+    """`cltui bench --ensemble N,...`: the throughput table per preset (engine/bench/ensemble.py)."""
+    from rich.table import Table
+
+    from engine.bench import write_json
+    from engine.bench.ensemble import bench_ensemble, ensemble_table
+
+    try:
+        sizes = [int(v) for v in sizes_text.split(",")]
+    except ValueError:
+        fail(f"--ensemble {sizes_text!r}: give run counts separated by commas, e.g. 1,2,4,8")
+    if not sizes or min(sizes) < 1:
+        fail(f"--ensemble {sizes_text!r}: every count must be at least 1")
+    if 1 not in sizes:
+        sizes = [1, *sizes]  # the speed-up is against one run
+    measured: list[dict[str, Any]] = []
+    for preset in presets:
+        try:
+            rows = bench_ensemble(preset, sorted(set(sizes)), steps, device.value if device else None,
+                                  str(data_dir) if data_dir else None, overrides,
+                                  progress=lambda t: err_console.print(t, style="dim"))
+        except CltuiError as e:
+            fail(str(e))
+        measured.append({"preset": preset, "rows": rows})
+        if json_:
+            write_json(json_, measured, {"steps": steps, "ensemble": sizes, "overrides": overrides})
+        header, table_rows = ensemble_table(rows)
+        table = Table(*header, title=f"{preset}: runs × steps per second of wall time (data loading left out)")
+        for row in table_rows:
+            table.add_row(*row)
+        console.print(table)
+        for note in {r["note"] for r in rows if r["note"]}:
+            console.print(note, highlight=False)
     if json_:
         console.print(f"wrote {json_}")

@@ -110,12 +110,14 @@ def _report_end(outcome: Outcome, live: bool, brief: bool = False, killed: bool 
 
 
 def _execute(runs: list[PlannedRun], runs_dir: Path | None, data_dir: Path | None, live: bool, parallel: int = 1,
-             resume_dir: Path | None = None) -> int:
-    """Start the planned runs (or resume one) through the local executor and show them; the exit code."""
+             resume_dir: Path | None = None, ensemble: bool = False) -> int:
+    """Start the planned runs (or resume one) through the local executor and show them; the exit code.
+    `ensemble`: all the runs in one process (engine/ensemble.py), reported as they end."""
     from cltui.live import follow
-    from engine.executor import Outcome, RunStartError, exit_code, run_all
+    from engine.executor import Outcome, RunStartError, exit_code, run_all, run_together
 
     executor = _executor(runs_dir, data_dir)
+    parallel = len(runs) if ensemble else parallel
     live = live and parallel == 1  # one live view at a time; parallel runs report as they end
 
     def on_start(run: PlannedRun | None, handle: RunHandle) -> None:
@@ -137,11 +139,33 @@ def _execute(runs: list[PlannedRun], runs_dir: Path | None, data_dir: Path | Non
                 time.sleep(0.2)
             outcomes = [Outcome(None, handle, status, handle.error, "StorageError" if handle.error else "")]
             _report_end(outcomes[0], live, killed=intr.was_killed(handle))
+        elif ensemble:
+            outcomes = run_together(executor, runs, on_start=on_start,
+                                    on_end=lambda o: _report_end(o, live, brief=True,
+                                                                 killed=o.handle is not None and intr.was_killed(o.handle)))
         else:
             outcomes = run_all(executor, runs, parallel, on_start=on_start, halt=lambda: intr.stopping,
                                on_end=lambda o: _report_end(o, live, brief=parallel > 1,
                                                             killed=o.handle is not None and intr.was_killed(o.handle)))
     return exit_code(outcomes)
+
+
+def _ensemble_fits(planned: list[PlannedRun]) -> bool:
+    """Whether `--ensemble` can batch these runs; if not, say why: they then run as separate processes,
+    all at once (K processes sharing the device). Members that cannot share a process at all: one line."""
+    from engine.ensemble import check_members, config_reason
+
+    try:
+        check_members([r.config for r in planned])
+    except CltuiError as e:
+        fail(f"--ensemble: {e}")
+    reason = config_reason(planned[0].config)
+    if reason is None:
+        console.print(f"ensemble: {len(planned)} runs in one process, one batched forward per step", highlight=False)
+        return True
+    console.print(f"[yellow]--ensemble: {reason}, so its forwards cannot batch; starting {len(planned)} "
+                  "processes at once instead[/yellow]", highlight=False)
+    return False
 
 
 @app.command()
@@ -156,6 +180,7 @@ def run(
     runs_dir: RunsDir = None,
     data_dir: DataDir = None,
     live: Annotated[bool, typer.Option("--live/--no-live", help="live view while training")] = True,
+    ensemble: Annotated[bool, typer.Option("--ensemble", help="train all the planned runs (seeds, grid points) in one process as a batched ensemble; each equals its run alone")] = False,
 ) -> None:
     """Run a preset (optionally over several seeds and a grid) and store it in one HDF5 record per run.
 
@@ -176,7 +201,12 @@ def run(
         point = " ".join(o for o in members[0].overrides if o not in set_)
         console.print(f"seed group [bold]{g}[/bold]: seeds {', '.join(str(r.config.seed) for r in members)}"
                       + (f" · {point}" if point else ""), highlight=False)
-    code = _execute(planned, runs_dir, data_dir, live and sys.stdout.isatty(), parallel)
+    if ensemble and len(planned) > 1:
+        ensemble = _ensemble_fits(planned)
+        parallel = parallel if ensemble else len(planned)
+    else:
+        ensemble = False
+    code = _execute(planned, runs_dir, data_dir, live and sys.stdout.isatty(), parallel, ensemble=ensemble)
     if code == 0:
         from cltui.commands.browse import show
 
