@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
+
 from engine.groups import create_group, group_dir, member_key, write_member
 from tests.tui.conftest import finished_run, wait_for, wait_text
 
@@ -37,6 +39,10 @@ async def test_group_view_shows_stats_runs_and_bands(make_app, runs_dir: Path) -
         plot = app.screen.query_one("#group-plot", BandsPlot)
         await wait_for(pilot, lambda: len(plot.bands) == 2, what="two bands")
         assert all(std is not None and "n=2" in label for label, _, _, std in plot.bands)
+        lo, hi = plot.y_limits()  # fitted to the bands, not a fixed 0-100
+        values = [v for _, _, m, sd in plot.bands for v in (m - sd, m + sd)]
+        assert lo <= min(float(v[~np.isnan(v)].min()) for v in values) and (lo, hi) != (0.0, 100.0)
+        assert hi >= max(float(v[~np.isnan(v)].max()) for v in values)
         await pilot.press("escape")
         await wait_for(pilot, lambda: not isinstance(app.screen, GroupScreen), what="back")
 

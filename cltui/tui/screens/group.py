@@ -26,6 +26,7 @@ from textual_plotext import PlotextPlot
 
 from cltui.figures.group import seen_mean_bands
 from cltui.group_views import group_header, member_table, point_table
+from cltui.tui.plot import y_range
 from cltui.tui.widgets import KeysFooter
 from engine.errors import CltuiError
 from engine.groups import Group, load_group
@@ -46,10 +47,16 @@ class BandsPlot(PlotextPlot):
         self.bands = bands
         self.refresh()
 
+    def y_limits(self) -> tuple[float, float]:
+        """The accuracy axis fitted to the bands (as the runs' plots are): curves between 97 and 100
+        get the plot's height, not a sliver of a 0-100 axis."""
+        return y_range([v for _, _, mean, std in self.bands
+                        for v in ([mean] if std is None else [mean - np.nan_to_num(std), mean + np.nan_to_num(std)])])
+
     def render(self) -> Any:
         plt = self.plt
         plt.clear_figure()
-        plt.ylim(0, 100)
+        plt.ylim(*self.y_limits())
         plt.xlabel("step")
         plt.title(f"mean accuracy (%) of seen tasks · line: mean over seeds · dots: ± {STD_LABEL}")
         for k, (label, x, mean, std) in enumerate(self.bands):
