@@ -84,7 +84,9 @@ class RowsTable(DataTable):
     # DataTable binds Home/End to sideways scrolling; in a list of runs they mean first/last row (as
     # do g/G, the vim/less keys lazygit and k9s use).
     BINDINGS = [Binding("home,g", "cursor_first", "First", show=False),
-                Binding("end,G", "cursor_last", "Last", show=False)]
+                Binding("end,G", "cursor_last", "Last", show=False),
+                # DataTable's own Enter is hidden, and as the focused widget's it hides the screen's: name it.
+                Binding("enter", "select_cursor", "Open", show=True)]
 
     def __init__(self, **kwargs: object) -> None:
         super().__init__(**kwargs)  # type: ignore[arg-type]
@@ -233,3 +235,9 @@ class LossLine(Widget):
         out.append(tail)
         return out
 
+
+
+class GroupsTable(RowsTable):
+    """The seed groups under the runs: Enter compares the group's runs (and the footer says so)."""
+
+    BINDINGS = [Binding("enter", "select_cursor", "Compare group", show=True)]

@@ -60,6 +60,10 @@ async def test_space_and_d_do_nothing_to_runs_while_groups_have_focus(make_app, 
         await pilot.pause(0.2)
         assert screen.marked == set() and isinstance(app.screen, RunsScreen)  # no mark, no delete dialog
         assert not screen.check_action("mark", ()) and not screen.check_action("delete", ())
+        # The footer says what Enter does here (compare the group's runs), not "Open".
+        await wait_text(pilot, "Compare group")
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: type(app.screen).__name__ == "CompareScreen", what="the comparison")
 
 
 async def test_u_clears_marks(make_app, runs_dir: Path) -> None:  # type: ignore[no-untyped-def]

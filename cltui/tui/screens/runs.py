@@ -23,7 +23,7 @@ from textual.widgets import DataTable, Input, Static
 
 from cltui.tui.records import SORT_KEYS, group_overrides, matches, sort_records
 from cltui.tui.screens.confirm import ConfirmScreen
-from cltui.tui.widgets import KeysFooter, NavBar, RowsTable
+from cltui.tui.widgets import GroupsTable, KeysFooter, NavBar, RowsTable
 from cltui.views import status_style
 from engine.presentation import (
     STD_LABEL,
@@ -104,7 +104,7 @@ class RunsScreen(Screen[None]):
                 table.add_column(label, key=key)
             yield table
             yield Static("", id="groups-title")
-            groups = RowsTable(id="groups-table", cursor_type="row")
+            groups = GroupsTable(id="groups-table", cursor_type="row")
             for col in GROUP_COLUMNS:
                 groups.add_column(col, key=col)
             yield groups
