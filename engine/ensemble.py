@@ -28,6 +28,7 @@ Imports torch; never textual/typer/rich.
 
 from __future__ import annotations
 
+import copy
 import shutil
 from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -93,17 +94,8 @@ def config_reason(cfg: RunConfig) -> str | None:
 
 
 def batch_reason(trainer: Trainer) -> str | None:
-    """Why `trainer`'s steps cannot join the batched forward (None: they can)."""
-    model, method = trainer.model, trainer.method
-    if type(model) is not MLP:
-        return f"model {trainer.cfg.model.name!r} has no batched forward here (the MLP has)"
-    if any(bn is not None or drop is not None for _, _, bn, _, drop in model._layers()):
-        return "the MLP has BatchNorm or Dropout"
-    if type(method).forward is not Method.forward or type(method).head_logits is not Method.head_logits:
-        return f"method {trainer.cfg.method.name!r} has its own forward"
-    if trainer.l1.enabled:
-        return "training.l1_activation > 0 reads each member's activations"
-    return None
+    """Why `trainer`'s steps cannot join the batched forward (None: they can): its config decides."""
+    return config_reason(trainer.cfg)
 
 
 class StackedMLP:
@@ -133,32 +125,23 @@ class StackedMLP:
         dev = self.models[0].out.weight.device
         n_in = self.models[0].n_in
         xs = torch.randn(len(self.models), batch, n_in, generator=generator, device=dev)
-        copies = [MLPCopy(m) for m in self.models]
-        stacked = type(self)([c.model for c in copies])
-        batched = stacked.forward(xs)
-        torch.autograd.backward([o.square().sum() for o in batched])
-        got = [[p.grad.clone() for p in c.model.parameters()] for c in copies]  # type: ignore[union-attr]
+        copies = [copy.deepcopy(m) for m in self.models]
         for c in copies:
-            c.model.zero_grad(set_to_none=True)
+            c.zero_grad(set_to_none=True)
+        batched = type(self)(copies).forward(xs)
+        torch.autograd.backward([o.square().sum() for o in batched])
+        got = [[p.grad.clone() for p in c.parameters()] for c in copies]  # type: ignore[union-attr]
+        for c in copies:
+            c.zero_grad(set_to_none=True)
         for i, c in enumerate(copies):
-            out = c.model(xs[i])
+            out = c(xs[i])
             if not torch.equal(out, batched[i]):
                 return f"member {i}'s logits"
             torch.autograd.backward(out.square().sum())
-            for (name, p), g in zip(c.model.named_parameters(), got[i]):
+            for (name, p), g in zip(c.named_parameters(), got[i]):
                 if not torch.equal(p.grad, g):  # type: ignore[arg-type]
                     return f"member {i}'s gradient of {name}"
         return None
-
-
-class MLPCopy:
-    """A detached copy of an MLP (its own parameters), for probing without touching the original."""
-
-    def __init__(self, model: MLP) -> None:
-        import copy
-
-        self.model = copy.deepcopy(model)
-        self.model.zero_grad(set_to_none=True)
 
 
 @dataclass
