@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from engine.errors import RunStoreError
-from engine.runlock import liveness, lock_held
+from engine.run_header import RunHeader
 from engine.store_dir import RUN_FILE
 
 if TYPE_CHECKING:
@@ -40,38 +40,15 @@ Stamp = tuple[int, int, int]
 
 
 @dataclass(frozen=True)
-class RunSummary:
-    """What the run listings show of a stored run (`cltui runs`, the TUI's Runs screen), in plain values.
+class RunSummary(RunHeader):
+    """What the run listings show of a stored run (`cltui runs`, the TUI's Runs screen), in plain values:
+    the run's header (shared with engine.store_read.RunRecord) and what listings add to it."""
 
-    Field names and meanings are RunRecord's (engine.store_read) where they share a name."""
-
-    run_id: str
-    run_dir: Path
-    created: str
-    preset: str
-    benchmark: str
-    method: str
-    model: str
-    seed: int
-    group: str
-    status: str
-    error: str
-    pid: int
-    progress: tuple[int, int]
-    updated: float
-    elapsed: float
     metrics: dict[str, float]
     """The metrics to show (engine.presentation.metrics_of of the record): of the accuracy matrix so far
     while the run trains, the stored ones once it has ended."""
     overrides: tuple[str, ...]
     """What the run was started with beyond its preset (engine.provenance.overrides_of)."""
-
-    @property
-    def live_status(self) -> str:
-        """`status`, except that a 'running' run nobody writes reads 'interrupted' (as RunRecord.live_status)."""
-        if self.status != "running":
-            return self.status
-        return liveness(self.status, lock_held(self.run_dir), self.updated)
 
 
 _STORED = tuple(f.name for f in fields(RunSummary) if f.name != "run_dir")

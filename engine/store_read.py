@@ -19,7 +19,8 @@ import h5py
 import numpy as np
 
 from engine.errors import RunStoreError
-from engine.runlock import liveness, lock_held
+from engine.run_header import RunHeader
+from engine.runlock import lock_held
 from engine.series import CURVES, SCALAR_NAMES, TRAINING_SERIES, SeriesSpec
 from engine.store_dir import RUN_FILE
 
@@ -43,29 +44,14 @@ class Series:
 
 
 @dataclass(frozen=True)
-class RunRecord:
-    """A snapshot of one stored run, read without cltui-specific objects."""
+class RunRecord(RunHeader):
+    """A snapshot of one stored run, read without cltui-specific objects: its header (RunHeader) and data."""
 
-    run_id: str
-    run_dir: Path
-    created: str
-    preset: str
-    benchmark: str
-    method: str
-    model: str
-    seed: int
-    group: str
-    status: str
-    error: str
-    pid: int
     config: dict[str, Any]
     environment: dict[str, Any]
     task_names: list[str]
     phase_tasks: list[list[int]]
     phase_steps: list[int]
-    progress: tuple[int, int]
-    updated: float
-    elapsed: float
     acc: np.ndarray
     acc_initial: np.ndarray
     phase_seconds: np.ndarray
@@ -82,14 +68,6 @@ class RunRecord:
     """Every stored series with its rows (empty when read with with_series=False)."""
     divergence: dict[str, float] = field(default_factory=dict)
     """A diverged run's `divergence` dataset by field (step, loss, last_finite_step, last_finite_loss); else {}."""
-
-    @property
-    def live_status(self) -> str:
-        """`status`, except that a 'running' run nobody writes reads 'interrupted' (engine.runlock:
-        the writer's lock, else the heartbeat `times[0]`)."""
-        if self.status != "running":
-            return self.status
-        return liveness(self.status, lock_held(self.run_dir), self.updated)
 
     def scalar(self, name: str) -> np.ndarray:
         return self.scalars[:, self.scalar_names.index(name)]
