@@ -85,7 +85,7 @@ def _config(job: dict[str, Any], seed_offset: int | None = None) -> Any:
 
     from engine.presets import load_preset
 
-    overrides = list(job.get("overrides", [])) + ["threads=1"]
+    overrides = ["threads=1", *job.get("overrides", [])]  # one thread unless the bench is told otherwise
     if job.get("steps"):
         overrides.append(f"training.steps_per_task={int(job['steps'])}")
     cfg = load_preset(job["preset"], overrides, device=job.get("device") or None)
