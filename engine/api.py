@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import torch
@@ -82,9 +82,16 @@ def build_trainer(cfg: RunConfig, data_dir: Path, emit: Callable[[Any], None], r
     return trainer, device
 
 
+class Stoppable(Protocol):
+    """What a stop request is set on: a Trainer, or an ensemble's flag (engine/ensemble.py)."""
+
+    stop_requested: bool
+
+
 @contextmanager
-def stop_on_signals(trainers: Sequence[Trainer]) -> Iterator[None]:
-    """Ctrl-C / SIGTERM ask the loop to checkpoint and stop at the next step; a second Ctrl-C aborts.
+def stop_on_signals(targets: Sequence[Stoppable]) -> Iterator[None]:
+    """Ctrl-C / SIGTERM ask the loop (each target's `stop_requested`) to checkpoint and stop at the
+    next step; a second Ctrl-C aborts.
 
     Only a second SIGINT aborts: under `cltui run` a terminal's Ctrl-C reaches this process and
     `cltui` (which forwards a SIGTERM) both, and those two signals are one request to stop."""
@@ -99,8 +106,8 @@ def stop_on_signals(trainers: Sequence[Trainer]) -> Iterator[None]:
             sigints += 1
             if sigints > 1:
                 raise KeyboardInterrupt
-        for trainer in trainers:
-            trainer.stop_requested = True
+        for target in targets:
+            target.stop_requested = True
 
     old = {s: signal.signal(s, ask_stop) for s in (signal.SIGINT, signal.SIGTERM)}
     try:

@@ -196,11 +196,22 @@ def batched_answers(members: Sequence[Member]) -> list[TaskGrad]:
     return out
 
 
-def drive(members: Sequence[Member], batched: bool) -> None:
+@dataclass
+class StopFlag:
+    """The ensemble's stop request (set by a signal at any moment), handed to every member between
+    two steps, so all stop at the same step."""
+
+    stop_requested: bool = False
+
+
+def drive(members: Sequence[Member], batched: bool, stop: StopFlag | None = None) -> None:
     """Run every member's loop to its end, batching each step's forwards where possible."""
     for m in members:
         m.advance(None)
     while live := [m for m in members if m.status is None and m.request is not None]:
+        if stop is not None and stop.stop_requested:
+            for m in live:
+                m.trainer.stop_requested = True
         group = [m for m in live if batched and m.batchable and m.request is not None and len(m.request) == 1]
         if len({tuple(m.request[0][1].x.shape) for m in group if m.request is not None}) != 1:
             group = []
@@ -283,8 +294,9 @@ def run_ensemble(runs: Sequence[EnsembleRun], runs_dir: Path, data_dir: str | Pa
     members = [Member(p.trainer, finisher(p, w), p.trainer.steps(stop_at_step), rng, batch_reason(p.trainer) is None)
                for p, w, rng in zip(prepared, writers, rngs)]
     try:
-        with api.stop_on_signals([p.trainer for p in prepared]):
-            drive(members, batched)
+        stop = StopFlag()
+        with api.stop_on_signals([stop]):
+            drive(members, batched, stop)
     finally:  # a second Ctrl-C (KeyboardInterrupt): close the records of members still going
         for m, p, w in zip(members, prepared, writers):
             if m.status is None:
