@@ -3,8 +3,8 @@
 Each member is an ordinary run: its own directory, record, writer lock, checkpoints, named random
 streams and global RNG state, built by engine.api exactly as a run alone. What the members share is
 the heavy part of each training step: the loop (engine/loop.py) is a generator that yields a step's
-batch and expects the forward and task-loss backward back (`Trainer.task_backward`); here the
-members' batches go through one batched forward and one backward (`StackedMLP`), everything else
+batch and expects the forward and task-loss backward back (engine/step_forward.py's `task_backward`);
+here the members' batches go through one batched forward and one backward (`StackedMLP`), everything else
 (method hooks, penalties, clipping, optimizer steps, evaluation, checkpoints, records) is each
 member's own code, run in turn with that member's global RNG state swapped in.
 
@@ -42,10 +42,10 @@ from torch import Tensor
 
 from engine import api
 from engine.api import RunResult
-from engine.benchmarks.base import Batch
 from engine.config import RunConfig, config_to_dict
 from engine.errors import ConfigError
-from engine.loop import TaskGrad, Trainer
+from engine.loop import Trainer
+from engine.step_forward import Groups, TaskGrad
 from engine.methods.base import Method
 from engine.models.mlp import MLP
 from engine.rng import rng_state, set_rng_state
@@ -152,12 +152,12 @@ class Member:
     finish: Callable[[str | None, BaseException | None], str]
     """Called once when the member's loop ends, with its status, or with the exception that ended it
     (then it records the failure and returns the final status); closes the member's record."""
-    gen: Generator[list[tuple[int, Batch]], TaskGrad, str]
+    gen: Generator[Groups, TaskGrad, str]
     rng: dict[str, Any] = field(default_factory=rng_state)
     """This member's global RNG state (the process has one; each member's code runs with its own)."""
     batchable: bool = False
     """Whether this member's steps may join the batched forward (`batch_reason`; fixed for a run)."""
-    request: list[tuple[int, Batch]] | None = None
+    request: Groups | None = None
     status: str | None = None
 
     @contextmanager
@@ -190,7 +190,7 @@ def batched_answers(members: Sequence[Member]) -> list[TaskGrad]:
     out: list[TaskGrad] = []
     for m, (task, b), full in zip(members, requests, logits):
         head = full.index_select(1, m.trainer.bench.head(task))
-        loss, correct = m.trainer.task_loss([(task, b, head)])
+        loss, correct = m.trainer.fwd.task_loss([(task, b, head)])
         out.append((loss, correct, None))
     torch.autograd.backward([loss for loss, _, _ in out])
     return out
@@ -229,7 +229,7 @@ def drive(members: Sequence[Member], batched: bool, stop: StopFlag | None = None
 def _alone(m: Member) -> TaskGrad:
     """A member's own forward and backward (runs inside its RNG scope: a dropout draws from it)."""
     assert m.request is not None
-    return m.trainer.task_backward(m.request)
+    return m.trainer.fwd.task_backward(m.request)
 
 
 def _given(a: TaskGrad) -> TaskGrad:

@@ -16,14 +16,12 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Generator
-from dataclasses import replace
 from functools import partial
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 from engine.catalog import load_all
@@ -31,7 +29,7 @@ from engine import events as ev
 from engine.activation_l1 import SERIES as L1_SERIES
 from engine.activation_l1 import ActivationL1
 from engine.analyses.base import ObserverContext, Observers, accuracy
-from engine.benchmarks.base import Batch, Benchmark
+from engine.benchmarks.base import Benchmark
 from engine.checkpoint import save_checkpoint
 from engine.config import RunConfig, config_to_dict
 from engine.data.sampler import EpochSampler
@@ -54,11 +52,8 @@ from engine.registry import ANALYSES
 from engine.rng import rng_state, set_rng_state
 from engine.schedules import make_schedule
 from engine.series import TRAINING_SERIES, SeriesError, SeriesSet, SeriesSpec
+from engine.step_forward import Groups, StepForward, TaskGrad
 
-
-TaskGrad = tuple[Tensor, Tensor, Tensor | None]
-"""What a step's forward and task-loss backward give the rest of the step: (task loss, correct count,
-L1 activation term or None), with the task loss's gradient in the parameters' .grad."""
 
 SEEN_ACC = SeriesSpec("seen_acc", cadence="phase", description=(
     "accuracy (%) over the test images of every task seen so far, each on its own head (class-incremental: "
@@ -81,15 +76,9 @@ class Trainer:
                                                  [t.size("train") for t in bench.tasks])
         self.lr_schedule = make_schedule(tr, [p.steps_per_epoch for p in self.plan])
         self.tracker = PhaseTracker(tr, device)
-        # Named streams: batch order per task ("sampler/<task>"), the task mix of mixed batches ("mix").
+        # Named streams: batch order per task ("sampler/<task>"); the task mix of mixed batches is step_forward's.
         self.samplers = [EpochSampler(t.size("train"), self.streams.get(f"sampler/{i}"), device)
                          for i, t in enumerate(bench.tasks)]
-        self.mix_gen = self.streams.get("mix")
-        # Mixed batches go through one forward when BatchNorm would otherwise see per-task sub-batches
-        # and the method's forward/head do not depend on the task (see forward_groups).
-        self.forward_once = (any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in model.modules())
-                             and type(method).forward is Method.forward
-                             and type(method).head_logits is Method.head_logits)
         load_all()
         octx = ObserverContext(model, bench, method, device, cfg.seed, cfg.evaluation.batch_size,
                                self.phase_tasks, self.phase_steps)
@@ -98,6 +87,8 @@ class Trainer:
         self.series = SeriesSet(TRAINING_SERIES)
         self.series.add(phase_series(tr), source="loop")
         self.l1 = ActivationL1(model, tr.l1_activation)  # training.l1_activation: hooks on the unit layers
+        # The step's batch, forward and task-loss backward (engine/step_forward.py; the ensemble's seam).
+        self.fwd = StepForward(tr, bench, method, self.samplers, self.streams, self.l1)
         self.series.add([*self.l1.declare_series(), SEEN_ACC], source="loop")
         self.series.add(method.declare_series(), source="method")
         self.series.add(self.observers.declarations())
@@ -138,38 +129,6 @@ class Trainer:
 
     def make_optimizer(self) -> torch.optim.Optimizer:
         return make_optimizer(self.method.trainable_parameters(), self.cfg.training)
-
-    def batch_groups(self, tasks: list[int], size: int) -> list[tuple[int, Batch]]:
-        """One group per task present in the batch; a mixed batch draws each slot's task uniformly."""
-        if len(tasks) == 1:
-            t = tasks[0]
-            groups = [(t, self.bench.tasks[t].get("train", self.samplers[t].next(size)))]
-        else:
-            slots = torch.randint(len(tasks), (size,), generator=self.mix_gen)
-            counts = np.bincount(slots.numpy(), minlength=len(tasks)).tolist()  # host tensor: no device read
-            groups = [(t, self.bench.tasks[t].get("train", self.samplers[t].next(c)))
-                      for t, c in zip(tasks, counts) if c]
-        aug = self.bench.augment
-        if aug is None:
-            return groups
-        # Augmentation of trained batches only, from the run's "augment" stream (in the checkpoint).
-        return [(t, replace(b, x=aug(b.x, self.streams.get("augment")))) for t, b in groups]
-
-    def forward_groups(self, groups: list[tuple[int, Batch]]) -> list[tuple[int, Batch, Tensor]]:
-        """(task, batch, head logits) per group of a step's batch.
-
-        Each task's share is forwarded on its own (the reference behaviour, kept bit for bit), except
-        when the model normalises over the batch (BatchNorm) and the method's forward ignores the task:
-        then one forward over the whole mixed batch, so the statistics are those of the batch a joint
-        ("concurrent") training sees, not of each task's sub-batch.
-        """
-        if len(groups) > 1 and self.forward_once and len({b.x.shape[1:] for _, b in groups}) == 1:
-            xs = torch.cat([b.x for _, b in groups])
-            lens = None if groups[0][1].lengths is None else torch.cat([b.lengths for _, b in groups
-                                                                          if b.lengths is not None])
-            out = torch.split(self.method.forward(xs, lens, groups[0][0]), [b.y.shape[0] for _, b in groups])
-            return [(t, b, o.index_select(1, self.bench.head(t))) for (t, b), o in zip(groups, out)]
-        return [(t, b, self.method.head_logits(b.x, b.lengths, t)) for t, b in groups]
 
     def evaluate(self, task: int, idx: Tensor | None = None, split: str = "test") -> float:
         """Accuracy (%) of task `task` on a split (test, or val when held out), or the given indices of it, on its own head."""
@@ -288,36 +247,15 @@ class Trainer:
         try:
             groups = next(steps)
             while True:
-                groups = steps.send(self.task_backward(groups))
+                groups = steps.send(self.fwd.task_backward(groups))
         except StopIteration as done:
             status: str = done.value
             return status
 
-    def task_backward(self, groups: list[tuple[int, Batch]]) -> TaskGrad:
-        """Steps 1-2a of a training step: forward each group of the batch, the task loss (summed CE /
-        batch size, + the L1 activation term), and its backward into the parameters' .grad."""
-        with self.l1.capture():  # the L1 activation penalty reads this forward's unit layers
-            task_loss, correct = self.task_loss(self.forward_groups(groups))
-        l1 = self.l1.term()  # λ·Σ mean|h|, or None when training.l1_activation = 0
-        torch.autograd.backward(task_loss if l1 is None else task_loss + l1)  # untyped .backward()
-        return task_loss, correct, l1
-
-    def task_loss(self, group_logits: list[tuple[int, Batch, Tensor]]) -> tuple[Tensor, Tensor]:
-        """(summed cross-entropy / batch size, correct count) of a step's groups and their head logits."""
-        task_loss: Tensor | None = None  # sums start from the first group's (0 + x = x, bit for bit)
-        correct: Tensor | None = None
-        for _, b, logits in group_logits:
-            ce = F.cross_entropy(logits, b.y, reduction="sum")
-            hits = (logits.detach().argmax(1) == b.y).sum()
-            task_loss = ce if task_loss is None else task_loss + ce
-            correct = hits if correct is None else correct + hits
-        assert task_loss is not None and correct is not None  # a batch has at least one sample
-        return task_loss / self.cfg.training.batch_size, correct
-
-    def steps(self, stop_at_step: int | None = None) -> Generator[list[tuple[int, Batch]], TaskGrad, str]:
+    def steps(self, stop_at_step: int | None = None) -> Generator[Groups, TaskGrad, str]:
         """The loop itself, as a generator: at each training step it yields the step's batch groups and
         expects back `task_backward(groups)`'s result (the gradient already in .grad). `run` answers
-        with this trainer's own `task_backward`; engine/ensemble.py answers several trainers at once
+        with this trainer's own `self.fwd.task_backward`; engine/ensemble.py answers several trainers at once
         with one batched forward and backward. Returns the final status."""
         cfg, tr = self.cfg, self.cfg.training
         if self.global_step == 0 and not self.phase_started and self.phase == 0:
@@ -360,7 +298,7 @@ class Trainer:
                     g["lr"] = lr
                 opt.zero_grad(set_to_none=True)
                 # 2. task-loss (+ L1) gradient first (SI reads it, OGD projects it), then the method's penalty
-                task_loss, correct, l1 = yield self.batch_groups(tasks, tr.batch_size)
+                task_loss, correct, l1 = yield self.fwd.batch_groups(tasks, tr.batch_size)
                 self.method.after_task_backward(phase, tasks)
                 penalty, diagnostics = self.method.penalty(phase, tasks)  # tensors; read at log steps only
                 if penalty is not None:

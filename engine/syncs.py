@@ -19,10 +19,13 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import Tensor
+
+if TYPE_CHECKING:
+    from engine.loop import Trainer
 
 READS = ("item", "__int__", "__float__", "__bool__", "__index__", "tolist", "cpu")
 """The Tensor methods that read a value back to the host (a device sync when the tensor is on a GPU)."""
@@ -89,3 +92,25 @@ def optimizer_step_counters(current: Callable[[], torch.optim.Optimizer | None])
         return any(st.get("step") is t for st in opt.state.values())
 
     return is_step
+
+
+def syncs_per_step(trainer: Trainer, stop_at_step: int | None = None) -> tuple[str, list[int], SyncCounter]:
+    """Train `trainer` (to `stop_at_step`, or the end) counting host reads; return the run's status,
+    each step's reads and the counter (totals by kind). The optimizer's host step counters are not
+    counted. Step k's reads run from the end of step k-1's `after_step` hook to the end of its own, so
+    reads at a log step, an epoch end or a phase end (which come after `after_step`) land on step k+1;
+    the first step (with the run's start) is not in the list."""
+    marks: list[int] = []
+    method = trainer.method
+    after_step = method.after_step
+    with count_host_syncs(ignore=optimizer_step_counters(lambda: trainer.optimizer)) as counter:
+        def mark(phase: int, tasks: list[int]) -> None:
+            after_step(phase, tasks)
+            marks.append(counter.total)
+
+        method.after_step = mark  # type: ignore[method-assign]
+        try:
+            status = trainer.run(stop_at_step=stop_at_step)
+        finally:
+            del method.after_step  # the instance attribute goes; the class's hook shows through again
+    return status, [b - a for a, b in zip(marks, marks[1:])], counter

@@ -16,7 +16,7 @@ import torch
 
 from engine.api import build_trainer
 from engine.config import load_config
-from engine.syncs import count_host_syncs, optimizer_step_counters
+from engine.syncs import count_host_syncs, syncs_per_step
 from tests.test_ssmnist_benchmark import data_root, strokes  # noqa: F401  (fixtures)
 
 
@@ -47,18 +47,8 @@ def _lstm_cfg(method: str, log_every: int = 7, **opts: object):
 def _syncs_per_step(cfg, root: Path) -> tuple[list[int], list[int]]:  # noqa: ANN001
     """Host reads of each training step (engine/syncs.py), and the steps that end an epoch."""
     trainer, _ = build_trainer(cfg, root, lambda e: None)
-    marks: list[int] = []
-    after_step = trainer.method.after_step
-    with count_host_syncs(ignore=optimizer_step_counters(lambda: trainer.optimizer)) as counter:
-        def mark(phase: int, tasks: list[int]) -> None:
-            after_step(phase, tasks)
-            marks.append(counter.total)
-
-        trainer.method.after_step = mark  # type: ignore[method-assign]
-        assert trainer.run() == "finished"
-    # Step k's reads: from after step k-1's after_step to after its own. Reads at a log step, an
-    # epoch end or a phase end come after after_step, so they land on the next step (k+1).
-    per_step = [b - a for a, b in zip(marks, marks[1:])]
+    status, per_step, _ = syncs_per_step(trainer)
+    assert status == "finished"
     epoch_ends = [p.steps_per_epoch for p in trainer.plan]
     return per_step, epoch_ends
 

@@ -264,7 +264,7 @@ def test_a_mixed_batch_goes_through_batchnorm_once(tmp_path: Path, batchnorm: bo
     trainer.run(stop_at_step=2)
     train_sizes = [n for n in sizes if n <= 32]  # training forwards (evaluation chunks hold >= 50 images)
     if batchnorm:
-        assert trainer.forward_once and train_sizes == [32, 32]
+        assert trainer.fwd.forward_once and train_sizes == [32, 32]
     else:  # one forward per task's share: 3 tasks, shares summing to each step's 32
-        assert not trainer.forward_once and len(train_sizes) == 6 and all(n < 32 for n in train_sizes)
+        assert not trainer.fwd.forward_once and len(train_sizes) == 6 and all(n < 32 for n in train_sizes)
         assert sum(train_sizes[:3]) == sum(train_sizes[3:]) == 32

@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import json
 import warnings
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 
@@ -23,6 +25,7 @@ from engine.groups import Group, Member
 from engine.presentation import STD_LABEL
 from engine.store_read import RunRecord
 
+T = TypeVar("T")
 GROUP_FIGURES = {"curves": "mean ± std forgetting curves per grid point, task boundaries dashed",
                  "matrix": "mean accuracy matrix per grid point, ± std in each cell"}
 
@@ -56,16 +59,22 @@ def _n_label(n: int) -> str:
     return f"n={n}, ± {STD_LABEL}" if n > 1 else "n=1, no spread"
 
 
+def _each(recs: list[RunRecord], figure: Callable[[RunRecord], T]) -> list[T]:
+    """`figure` of each run that has its data (runs without it, e.g. not yet evaluated, are left out)."""
+    out = []
+    for r in recs:
+        try:
+            out.append(figure(r))
+        except NoFigureData:
+            continue
+    return out
+
+
 def group_curves_data(g: Group) -> list[Lines]:
     """One panel per grid point: each task's accuracy curve as mean ± sample std over the point's seeds."""
     panels = []
     for label, recs in _points(g):
-        lines = []
-        for r in recs:
-            try:
-                lines.append(fd.curves_data(r))
-            except NoFigureData:
-                continue
+        lines = _each(recs, fd.curves_data)
         if not lines:
             continue
         n = min(d.x.shape[0] for d in lines)
@@ -81,12 +90,7 @@ def group_matrix_data(g: Group) -> list[Heat]:
     """One heat map per grid point: acc[i, j] as mean over the point's seeds, ± sample std in each cell."""
     out = []
     for label, recs in _points(g):
-        mats = []
-        for r in recs:
-            try:
-                mats.append(fd.matrix_data(r))
-            except NoFigureData:
-                continue
+        mats = _each(recs, fd.matrix_data)
         if not mats:
             continue
         mean, std = mean_and_std(np.stack([h.values for h in mats]))

@@ -29,6 +29,7 @@ from textual.screen import Screen
 from textual.worker import get_current_worker
 
 from cltui.tui.advice import tui_advice
+from cltui.tui.palette import palette_commands
 from cltui.tui.records import RunPoller
 from cltui.tui.screens import SCREENS, screen_class
 from cltui.tui.services import Settings
@@ -157,28 +158,28 @@ class CltuiApp(App[None]):
 
     def on_cltui_app_runs_polled(self, msg: RunsPolled) -> None:
         self.latest_records = msg.records
-        runs = self._runs_screen()
+        runs = self.runs_screen()
         if runs is not None:
             runs.show_records(msg.records)
-        live = self._live_screen()
+        live = self.live_screen()
         if live is not None:
             live.records_changed(msg.records)
 
-    def _mode_screen(self, mode: str) -> Screen | None:
+    def mode_screen(self, mode: str) -> Screen | None:
         stack = self._screen_stacks.get(mode)  # only modes already opened have a screen
         return stack[0] if stack else None
 
     # The screen of a mode already opened, typed (its module is loaded by then: importing it is free).
-    def _runs_screen(self) -> RunsScreen | None:
-        screen = self._mode_screen("runs")
+    def runs_screen(self) -> RunsScreen | None:
+        screen = self.mode_screen("runs")
         if screen is None:
             return None
         from cltui.tui.screens.runs import RunsScreen
 
         return screen if isinstance(screen, RunsScreen) else None
 
-    def _live_screen(self) -> LiveScreen | None:
-        screen = self._mode_screen("live")
+    def live_screen(self) -> LiveScreen | None:
+        screen = self.mode_screen("live")
         if screen is None:
             return None
         from cltui.tui.screens.live import LiveScreen
@@ -195,23 +196,24 @@ class CltuiApp(App[None]):
         if not isinstance(self.screen, HelpScreen):
             self.push_screen(HelpScreen([screen_class(mode) for mode in SCREENS]))
 
-    def _live(self) -> LiveScreen:
+    def show_live(self) -> LiveScreen:
+        """Switch to the Live screen (made on first use) and return it."""
         from cltui.tui.screens.live import LiveScreen
 
         self.switch_mode("live")
-        screen = self._mode_screen("live")
+        screen = self.mode_screen("live")
         assert isinstance(screen, LiveScreen)
         return screen
 
     def open_run(self, run_dir: Path) -> None:
         """Show a stored run on the Live screen."""
-        self._live().show_run(run_dir)
+        self.show_live().show_run(run_dir)
 
     def compare_runs(self, run_dirs: list[Path]) -> None:
         from cltui.tui.screens.compare import CompareScreen
 
         self.switch_mode("compare")
-        screen = self._mode_screen("compare")
+        screen = self.mode_screen("compare")
         assert isinstance(screen, CompareScreen)
         screen.show_runs(run_dirs)
 
@@ -225,7 +227,7 @@ class CltuiApp(App[None]):
         """The sweep launcher, preset prefilled from the Presets screen's selection."""
         from cltui.tui.screens.sweep import SweepRequest, SweepScreen
 
-        presets = self._mode_screen("presets")
+        presets = self.mode_screen("presets")
 
         def go(req: SweepRequest | None) -> None:
             if req is not None:
@@ -268,11 +270,11 @@ class CltuiApp(App[None]):
         """Plan `preset` with `overrides` over `seeds` seeds (engine.planning) and start every run
         detached; the Live screen follows the first one."""
         what = preset + (f" ×{seeds} seeds" if seeds > 1 else "")
-        self._live().show_starting(what)
+        self.show_live().show_starting(what)
         self._launch(preset, list(overrides), seeds, what)
 
     def resume_run(self, run_dir: Path) -> None:
-        self._live().show_resuming(Path(run_dir))
+        self.show_live().show_resuming(Path(run_dir))
         self._resume(Path(run_dir))
 
     def stop_run(self, rec: RunSummary) -> None:
@@ -323,7 +325,7 @@ class CltuiApp(App[None]):
     def on_cltui_app_launched(self, msg: Launched) -> None:
         self.poll_now()
         if msg.first:
-            live = self._live_screen()
+            live = self.live_screen()
             if live is not None:
                 live.show_run(msg.run_dir)
         self.notify(f"started {msg.run_dir.name}")
@@ -334,72 +336,18 @@ class CltuiApp(App[None]):
         error = tui_advice(msg.error)
         # A failure before any run file exists would otherwise leave no trace once the toast is gone.
         self.launch_failures = [(time.strftime("%H:%M:%S"), msg.what, error), *self.launch_failures][:5]
-        runs = self._runs_screen()
+        runs = self.runs_screen()
         if runs is not None:
             runs.show_failures(self.launch_failures)
-        live = self._live_screen()
+        live = self.live_screen()
         if live is not None:
             live.show_launch_error(msg.what, error)
         self.notify(error, title=f"could not start {msg.what}", severity="error", timeout=10)
 
-    # -- command palette -----------------------------------------------------------------------
+    # -- command palette (cltui/tui/palette.py) ------------------------------------------------------
     def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
         yield from super().get_system_commands(screen)
-        for i, mode in enumerate(SCREENS, 1):
-            yield SystemCommand(f"{mode.capitalize()} screen", f"({i}) {screen_class(mode).__doc__}",
-                                partial(self.switch_mode, mode))
-        yield SystemCommand("Help", "What each screen shows and its keys (?)", self.action_help)
-        yield SystemCommand("Sweep…", "Run a preset over a grid × seeds as one group (as `cltui sweep`)", self.ask_sweep)
-        from engine.groups import group_ids
-
-        seed_groups = {r.group for r in self.latest_records if r.group}
-        for gid in [*reversed(group_ids(self.settings.runs_dir)), *sorted(seed_groups)]:
-            yield SystemCommand(f"Open group {gid}", "mean ± sample std per grid point, its runs, curves with bands",
-                                partial(self.open_group, gid), discover=False)
-        yield SystemCommand("Launch the selected preset", "With its overrides and seeds (l on Presets)",
-                            self._palette_launch)
-        yield SystemCommand("Compare marked runs", "The runs marked with space on Runs (c)", self._palette_compare)
-        # Every action on a run, by name: type part of the id to find it (hidden until typed).
-        for rec in self.latest_records:
-            what = f"{rec.live_status} · {rec.benchmark} · {rec.method}"
-            yield SystemCommand(f"Open run {rec.run_id}", what, partial(self.open_run, rec.run_dir), discover=False)
-            if rec.live_status == "running":
-                yield SystemCommand(f"Stop run {rec.run_id}", "It checkpoints, then stops (x)",
-                                    partial(self._palette_on_run, rec, "stop"), discover=False)
-            elif rec.live_status in ("interrupted", "failed"):
-                yield SystemCommand(f"Resume run {rec.run_id}", "From its last checkpoint (r)",
-                                    partial(self._palette_on_run, rec, "resume"), discover=False)
-            yield SystemCommand(f"Export figures of run {rec.run_id}", "Every figure, as `cltui plot` draws them (e)",
-                                partial(self._palette_export, rec), discover=False)
-            if rec.live_status != "running":
-                yield SystemCommand(f"Delete run {rec.run_id}", "After asking (d)",
-                                    partial(self._palette_on_run, rec, "delete"), discover=False)
-
-    def _palette_launch(self) -> None:
-        from cltui.tui.screens.presets import PresetsScreen
-
-        self.switch_mode("presets")
-        screen = self._mode_screen("presets")
-        if isinstance(screen, PresetsScreen):
-            screen.action_launch()
-
-    def _palette_compare(self) -> None:
-        self.switch_mode("runs")
-        screen = self._runs_screen()
-        if screen is not None:
-            screen.action_compare()
-
-    def _palette_on_run(self, rec: RunSummary, action: str) -> None:
-        """A run action from the palette goes through the Runs screen's own (and its confirmations)."""
-        self.switch_mode("runs")
-        screen = self._runs_screen()
-        if screen is not None and screen.select_run(rec.run_id):
-            getattr(screen, f"action_{action}")()
-
-    def _palette_export(self, rec: RunSummary) -> None:
-        live = self._live()
-        live.show_run(rec.run_dir)
-        live.export_run(rec.run_dir)
+        yield from palette_commands(self)
 
 
 def create_app(store: RunStore, executor: Executor, settings: Settings) -> CltuiApp:

@@ -152,23 +152,11 @@ def measure_syncs(job: dict[str, Any]) -> dict[str, Any]:
     """Host reads per training step over (at most 200 steps of) the first phase."""
     from engine.api import build_trainer
     from engine.data.paths import resolve_data_dir
-    from engine.syncs import count_host_syncs, optimizer_step_counters
+    from engine.syncs import syncs_per_step
 
     cfg = _config(job)
     trainer, device = build_trainer(cfg, resolve_data_dir(job.get("data_dir")), lambda e: None)
-    steps = min(200, trainer.plan[0].steps)
-    per_step: list[int] = []
-    after_step = trainer.method.after_step
-    with count_host_syncs(ignore=optimizer_step_counters(lambda: trainer.optimizer)) as counter:
-        def mark(phase: int, tasks: list[int]) -> None:
-            after_step(phase, tasks)
-            per_step.append(counter.total)
-
-        trainer.method.after_step = mark  # type: ignore[method-assign]
-        trainer.run(stop_at_step=steps)
-    # A step's reads: from the end of the previous step's after_step to the end of its own, so the
-    # log step's reads (which follow after_step) show up on the step after it.
-    diffs = [b - a for a, b in zip(per_step, per_step[1:])]
+    _, diffs, counter = syncs_per_step(trainer, stop_at_step=min(200, trainer.plan[0].steps))
     log_every = cfg.training.log_every
     return {"side": "syncs", "steps": len(diffs), "syncs_per_step": sum(diffs) / max(1, len(diffs)),
             "steps_with_syncs": sum(1 for d in diffs if d), "log_every": log_every,

@@ -7,7 +7,6 @@ through the run index; this screen only draws them, and never needs numpy or h5p
 
 from __future__ import annotations
 
-import math
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,31 +20,18 @@ from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import DataTable, Input, Static
 
-from cltui.tui.records import SORT_KEYS, group_overrides, matches, sort_records
+from cltui.tui.records import SORT_KEYS, matches, sort_records
+from cltui.tui.run_rows import GROUP_COLUMNS, RUN_COLUMNS, SORT_OF_COLUMN, group_records, group_row, run_row, runs_hint
 from cltui.tui.screens.confirm import ConfirmScreen
 from cltui.tui.widgets import GroupsTable, KeysFooter, NavBar, RowsTable
-from cltui.views import status_style
 from engine.presentation import (
     STD_LABEL,
     GroupStats,
-    fmt,
     group_stats,
-    metric_cell,
-    metrics_of,
     resume_of,
 )
 from engine.runlock import still_running
 from engine.run_index import RunSummary
-
-# The id first and whole (it is what every command takes, and it names preset and seed): at 80
-# columns id, status, progress and the metrics fit; the rest scrolls sideways.
-RUN_COLUMNS = (("mark", " "), ("run", "run"), ("status", "status"), ("steps", "steps"), ("during", "during"),
-               ("final", "final"), ("bwt", "BWT"), ("seed", "seed"), ("preset", "preset"), ("method", "method"),
-               ("benchmark", "benchmark"), ("started", "started"), ("group", "group"))
-GROUP_COLUMNS = ("group", "overrides", "n", "status", "during", "final", "BWT", "forgetting", "method", "benchmark")
-_SORT_OF_COLUMN = {"run": "created", "started": "created", "status": "status", "benchmark": "benchmark", "method": "method",
-                   "seed": "seed", "during": "during", "final": "final", "bwt": "bwt"}
-
 
 class RunsScreen(Screen[None]):
     """All stored runs."""
@@ -132,7 +118,7 @@ class RunsScreen(Screen[None]):
             if rec is not None:
                 return rec.live_status == "running"
             g = self._current_group()
-            return g is not None and any(r.live_status == "running" for r in self._group_records(g))
+            return g is not None and any(r.live_status == "running" for r in group_records(g, self.records))
         if action == "resume" and not self._groups_focused():
             rec = self.current_record()
             return rec is not None and resume_of(rec).possible
@@ -175,18 +161,10 @@ class RunsScreen(Screen[None]):
         if self.query("#runs-table"):  # composed yet? (else on_mount draws)
             self._redraw()
 
-    def _row(self, r: RunSummary) -> tuple:
-        m = metrics_of(r)
-        st = r.live_status
-        started = r.created[5:16].replace("T", " ")  # 2025-01-31T12:00:00 → 01-31 12:00
-        return (r.run_id, "●" if r.run_id in self.marked else " ", r.run_id, Text(st, style=status_style(st)),
-                f"{r.progress[0]}/{r.progress[1]}", fmt(m.get("during", math.nan)), fmt(m.get("final", math.nan)),
-                fmt(m.get("bwt", math.nan)), str(r.seed), r.preset, r.method, r.benchmark, started, r.group or "")
-
     def _redraw(self) -> None:
         query = self.query_one("#runs-filter", Input).value
         shown = sort_records([r for r in self.records if matches(r, query)], self.sort_key, self.sort_reverse)
-        rows = [self._row(r) for r in shown]
+        rows = [run_row(r, r.run_id in self.marked) for r in shown]
         table = self.query_one("#runs-table", DataTable)
         if rows != self._rows:
             current = self.current_run_id()
@@ -210,9 +188,7 @@ class RunsScreen(Screen[None]):
     def _redraw_groups(self) -> None:
         shown = self._shown
         self._groups = group_stats(shown)
-        grows = [(g.group, group_overrides(self._group_records(g)), str(len(g.runs)), g.status_text,
-                  *(metric_cell(g.mean[k], g.std[k]) for k in ("during", "final", "bwt", "forgetting")),
-                  g.method, g.benchmark) for g in self._groups]
+        grows = [group_row(g, self.records) for g in self._groups]
         gtable = self.query_one("#groups-table", DataTable)
         if grows != self._group_rows:
             gtable.clear()
@@ -226,15 +202,7 @@ class RunsScreen(Screen[None]):
         title.update(Text(f"seed groups: mean ± {STD_LABEL} over the group's n runs", style="bold"))
 
     def _redraw_hint(self) -> None:
-        shown = self._shown
-        n_running = sum(r.live_status == "running" for r in self.records)
-        # Metrics sort best first unless reversed; the other keys ascend unless reversed.
-        descending = self.sort_reverse != (self.sort_key in ("during", "final", "bwt"))
-        arrow = "↓" if descending else "↑"
-        hint = (f"{len(shown)}/{len(self.records)} runs · {n_running} running · sorted by {self.sort_key} {arrow}"
-                + (f" · {len(self.marked)} marked (c compares)" if self.marked else ""))
-        if not self.records:
-            hint = "no runs yet: launch a preset on screen 1, or run `cltui run demo` in another terminal"
+        hint = runs_hint(len(self._shown), self.records, self.sort_key, self.sort_reverse, len(self.marked))
         self.query_one("#runs-hint", Static).update(Text(hint, style="dim"))
 
     # -- selection helpers ---------------------------------------------------------------------
@@ -276,7 +244,7 @@ class RunsScreen(Screen[None]):
 
     @on(DataTable.HeaderSelected, "#runs-table")
     def _header(self, event: DataTable.HeaderSelected) -> None:
-        key = _SORT_OF_COLUMN.get(str(event.column_key.value))
+        key = SORT_OF_COLUMN.get(str(event.column_key.value))
         if key is None:
             return
         if key == self.sort_key:
@@ -331,10 +299,6 @@ class RunsScreen(Screen[None]):
             return None
         return next((g for g in self._groups if g.group == key), None)
 
-    def _group_records(self, g: GroupStats) -> list[RunSummary]:
-        ids = set(g.runs)
-        return [r for r in self.records if r.run_id in ids]
-
     def action_clear_marks(self) -> None:
         self.marked.clear()
         self._redraw()
@@ -343,7 +307,7 @@ class RunsScreen(Screen[None]):
         """Ask the run under the cursor (or every running run of the focused group) to checkpoint and stop."""
         if self._groups_focused():
             g = self._current_group()
-            recs = [r for r in self._group_records(g) if r.live_status == "running"] if g else []
+            recs = [r for r in group_records(g, self.records) if r.live_status == "running"] if g else []
         else:
             rec = self.current_record()
             recs = [rec] if rec is not None and rec.live_status == "running" else []
