@@ -182,3 +182,11 @@ def opt(default: Any, help: str) -> Any:
     if isinstance(default, (list, dict)):
         return dataclasses.field(default_factory=lambda: type(default)(default), metadata={"help": help})
     return dataclasses.field(default=default, metadata={"help": help})
+
+
+def check_all_or_count(options: Any, *names: str) -> None:
+    """For an options dataclass's __post_init__: each named int field is -1 (all) or a count >= 1."""
+    for n in names:
+        value = getattr(options, n)
+        if value == 0 or value < -1:
+            raise ValueError(f"{n} = {value!r} must be -1 (all) or >= 1")

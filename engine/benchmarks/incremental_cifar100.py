@@ -30,7 +30,7 @@ from engine.data.cifar100 import OFFICIAL_MD5, load_cifar100
 from engine.errors import DataError
 from engine.registry import BENCHMARKS
 from engine.rng import stream_seed
-from engine.schema import opt
+from engine.schema import check_all_or_count, opt
 
 MEAN = (0.5071, 0.4865, 0.4409)
 STD = (0.2673, 0.2564, 0.2762)
@@ -56,9 +56,7 @@ class IncrementalCifar100Options:
                              "is more than CIFAR-100's 100 classes")
         if self.val_per_class < 0:
             raise ValueError(f"val_per_class = {self.val_per_class!r} must be >= 0")
-        for n in ("train_per_class", "test_per_class"):
-            if getattr(self, n) == 0 or getattr(self, n) < -1:
-                raise ValueError(f"{n} = {getattr(self, n)!r} must be -1 (all) or >= 1")
+        check_all_or_count(self, "train_per_class", "test_per_class")
 
 
 class CifarStage:

@@ -22,7 +22,7 @@ from torch import Tensor
 from engine.benchmarks.base import Batch, Benchmark, ImageTask, InputSpec, heads
 from engine.benchmarks.mnist_source import mnist_arrays
 from engine.registry import BENCHMARKS
-from engine.schema import opt
+from engine.schema import check_all_or_count, opt
 
 
 @dataclass(frozen=True)
@@ -47,8 +47,7 @@ class PermutedMnistOptions:
         if self.permutations == "per_task" and self.permutation_seed + self.num_tasks > 2**32:
             raise ValueError(f"permutation_seed = {self.permutation_seed!r}: with permutations = 'per_task' the last "
                              f"task's seed, permutation_seed + {self.num_tasks - 1}, must stay below 2^32")
-        if self.train_per_task == 0 or self.train_per_task < -1:
-            raise ValueError(f"train_per_task = {self.train_per_task!r} must be -1 (all) or >= 1")
+        check_all_or_count(self, "train_per_task")
 
 
 class NormalizedImageTask(ImageTask):

@@ -32,7 +32,7 @@ from engine.data.augment import augment_crop_flip
 from engine.data.cifar100 import OFFICIAL_MD5, load_cifar100
 from engine.errors import ConfigError, DataError
 from engine.registry import BENCHMARKS
-from engine.schema import opt
+from engine.schema import check_all_or_count, opt
 
 MEAN = (0.491, 0.482, 0.447)
 STD = (0.247, 0.243, 0.262)
@@ -58,9 +58,7 @@ class SplitCifar100Options:
                              "than CIFAR-100's 100 classes")
         if not -1 <= self.class_order_seed < 2**32:
             raise ValueError(f"class_order_seed = {self.class_order_seed!r} must be -1 (the run seed) or 0 to 2^32 - 1")
-        for n in ("train_per_class", "test_per_class"):
-            if getattr(self, n) == 0 or getattr(self, n) < -1:
-                raise ValueError(f"{n} = {getattr(self, n)!r} must be -1 (all) or >= 1")
+        check_all_or_count(self, "train_per_class", "test_per_class")
 
 
 def class_order(seed: int) -> np.ndarray:

@@ -21,7 +21,7 @@ import torch
 from engine.benchmarks.base import Benchmark, ImageTask, InputSpec, heads
 from engine.benchmarks.mnist_source import mnist_arrays
 from engine.registry import BENCHMARKS
-from engine.schema import opt
+from engine.schema import check_all_or_count, opt
 
 
 @dataclass(frozen=True)
@@ -38,8 +38,7 @@ class SplitMnistOptions:
         # Messages start with the field name: engine.schema.build puts "benchmark." in front.
         if not self.task_order and not 1 <= self.num_tasks <= 5:
             raise ValueError(f"num_tasks = {self.num_tasks!r} must be between 1 and 5")
-        if self.train_per_task == 0 or self.train_per_task < -1:
-            raise ValueError(f"train_per_task = {self.train_per_task!r} must be -1 (all) or >= 1")
+        check_all_or_count(self, "train_per_task")
         if self.task_order:
             order = self.task_order
             if self.scenario != "class" and any(len(group) != 2 for group in order):

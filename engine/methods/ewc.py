@@ -30,7 +30,7 @@ from torch.func import functional_call
 
 from engine.methods.base import Method, MethodContext, weighted_sq_distance
 from engine.registry import METHODS
-from engine.schema import opt
+from engine.schema import check_all_or_count, opt
 from engine.series import SeriesSpec
 
 
@@ -51,8 +51,7 @@ class EwcOptions:
         for n in ("ewc_lambda", "gamma"):
             if getattr(self, n) < 0:
                 raise ValueError(f"{n} = {getattr(self, n)!r} must be >= 0")
-        if self.n_fisher == 0 or self.n_fisher < -1:
-            raise ValueError(f"n_fisher = {self.n_fisher!r} must be -1 (all) or >= 1")
+        check_all_or_count(self, "n_fisher")
         if not 1 <= self.fisher_chunk <= MAX_BATCH:
             raise ValueError(f"fisher_chunk = {self.fisher_chunk!r} must be 1 to {MAX_BATCH:,}")
 
