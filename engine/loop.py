@@ -88,7 +88,7 @@ class Trainer:
         self.series.add(phase_series(tr), source="loop")
         self.l1 = ActivationL1(model, tr.l1_activation)  # training.l1_activation: hooks on the unit layers
         # The step's batch, forward and task-loss backward (engine/step_forward.py; the ensemble's seam).
-        self.fwd = StepForward(tr, bench, method, self.samplers, self.streams, self.l1)
+        self.fwd = StepForward(tr, bench, model, method, self.samplers, self.streams, self.l1)
         self.series.add([*self.l1.declare_series(), SEEN_ACC], source="loop")
         self.series.add(method.declare_series(), source="method")
         self.series.add(self.observers.declarations())

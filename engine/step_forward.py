@@ -36,14 +36,14 @@ Groups = list[tuple[int, Batch]]
 class StepForward:
     """Draws a step's batch groups and runs their forward and task-loss backward for one trainer."""
 
-    def __init__(self, training: TrainingConfig, bench: Benchmark, method: Method,
+    def __init__(self, training: TrainingConfig, bench: Benchmark, model: torch.nn.Module, method: Method,
                  samplers: list[EpochSampler], streams: Streams, l1: ActivationL1) -> None:
         self.training, self.bench, self.method = training, bench, method
         self.samplers, self.streams, self.l1 = samplers, streams, l1
         self.mix_gen = streams.get("mix")  # the task of each slot of a mixed batch (in the checkpoint)
         # Mixed batches go through one forward when BatchNorm would otherwise see per-task sub-batches
         # and the method's forward/head do not depend on the task (see forward_groups).
-        self.forward_once = (any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in method.model.modules())
+        self.forward_once = (any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in model.modules())
                              and type(method).forward is Method.forward
                              and type(method).head_logits is Method.head_logits)
 

@@ -103,6 +103,7 @@ def syncs_per_step(trainer: Trainer, stop_at_step: int | None = None) -> tuple[s
     marks: list[int] = []
     method = trainer.method
     after_step = method.after_step
+    own = vars(method).get("after_step")  # an instance-level hook already there (else the class's)
     with count_host_syncs(ignore=optimizer_step_counters(lambda: trainer.optimizer)) as counter:
         def mark(phase: int, tasks: list[int]) -> None:
             after_step(phase, tasks)
@@ -111,6 +112,9 @@ def syncs_per_step(trainer: Trainer, stop_at_step: int | None = None) -> tuple[s
         method.after_step = mark  # type: ignore[method-assign]
         try:
             status = trainer.run(stop_at_step=stop_at_step)
-        finally:
-            del method.after_step  # the instance attribute goes; the class's hook shows through again
+        finally:  # put back exactly what was there
+            if own is None:
+                del method.after_step
+            else:
+                method.after_step = own  # type: ignore[method-assign]
     return status, [b - a for a, b in zip(marks, marks[1:])], counter

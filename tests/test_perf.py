@@ -49,6 +49,7 @@ def _syncs_per_step(cfg, root: Path) -> tuple[list[int], list[int]]:  # noqa: AN
     trainer, _ = build_trainer(cfg, root, lambda e: None)
     status, per_step, _ = syncs_per_step(trainer)
     assert status == "finished"
+    assert "after_step" not in vars(trainer.method)  # the counting hook is gone again
     epoch_ends = [p.steps_per_epoch for p in trainer.plan]
     return per_step, epoch_ends
 
